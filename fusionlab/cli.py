@@ -1,0 +1,272 @@
+"""The ``fusionlab`` command line: thin wrappers over the library, with one-line errors.
+
+A :class:`~fusionlab.errors.FusionlabError` (bad input a user can fix) is printed as one
+line on stderr with exit code 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from fusionlab.errors import FusionlabError
+
+EPILOG = """\
+typical session:
+  fusionlab list                                   what models, fusion blocks, depth sources, datasets exist
+  fusionlab sweep ablations/fusion.yaml            train + evaluate every variant x seed (resumable)
+  fusionlab report results/fusion                  LaTeX / Markdown / CSV tables and plots
+  fusionlab train CONFIG.yaml --out results/runs/x one run; fusionlab eval CONFIG.yaml --checkpoint ...
+  fusionlab predict --checkpoint ckpt.safetensors --image img.png --depth d.png --box 10,10,80,90 --out m.png
+
+Run 'fusionlab COMMAND --help' for the options of a command.
+"""
+
+
+def _parse_floats(text: str, count: Sequence[int], what: str) -> List[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise FusionlabError(f"{what} {text!r}: expected comma-separated numbers") from None
+    if len(values) not in count:
+        raise FusionlabError(f"{what} {text!r}: expected {' or '.join(str(c) for c in count)} numbers")
+    return values
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from fusionlab.data import list_datasets
+    from fusionlab.depth import list_depth_sources
+    from fusionlab.fusion import list_fusions
+    from fusionlab.models import list_models
+    from fusionlab.registry import import_plugins
+
+    import_plugins(args.plugin, "--plugin")
+    tables = {"models": list_models, "fusions": list_fusions, "depth sources": list_depth_sources,
+              "datasets": list_datasets}
+    for title, lister in tables.items():
+        if args.what in (None, title.split()[0]):
+            print(f"{title}: {', '.join(lister())}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fusionlab.data.io import read_depth, read_image
+    from fusionlab.depth.normalize import postprocess
+    from fusionlab.models import Predictor, build_model, load_checkpoint, read_config
+    from fusionlab.registry import import_plugins
+
+    import_plugins(args.plugin, "--plugin")
+    if not args.box and not args.point:
+        raise FusionlabError("predict needs a prompt: --box x0,y0,x1,y1 or one or more --point x,y[,label]")
+    config = read_config(args.checkpoint) if args.checkpoint else None
+    if config is not None and args.model is None:
+        model = build_model(config)
+    else:
+        overrides = {} if args.fusion_point is None else {"fusion_point": args.fusion_point}
+        model = build_model(args.model or "efficientvit-sam-nano", fusion=args.fusion, **overrides)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    else:
+        logging.getLogger("fusionlab").warning("no --checkpoint: the model has random weights, the mask is noise")
+    model.eval()
+    image = read_image(Path(args.image))
+    depth = None
+    if model.has_depth:
+        if not args.depth:
+            raise FusionlabError("this RGB-D model needs --depth FILE (16-bit PNG in mm, .npy or .tif in metres)")
+        raw = read_depth(Path(args.depth), expected_hw=image.shape[:2])
+        depth = postprocess(raw, args.depth_kind, "disparity", "minmax", args.depth)
+    predictor = Predictor(model)
+    with torch.no_grad():
+        predictor.set_image(image, depth)
+        coords = labels = None
+        if args.point:
+            parsed = [_parse_floats(p, (2, 3), "--point") for p in args.point]
+            coords = np.array([p[:2] for p in parsed])
+            labels = np.array([int(p[2]) if len(p) == 3 else 1 for p in parsed])
+        box = np.array(_parse_floats(args.box, (4,), "--box")) if args.box else None
+        masks, iou, _ = predictor.predict(point_coords=coords, point_labels=labels, box=box,
+                                          multimask_output=box is None)
+    best = int(np.argmax(iou))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((masks[best] * 255).astype(np.uint8)).save(out)
+    print(f"wrote {out}: {masks[best].shape[1]}x{masks[best].shape[0]} mask, {int(masks[best].sum())} pixels, "
+          f"predicted IoU {float(iou[best]):.3f}")
+    return 0
+
+
+def cmd_demo_image(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from fusionlab.data import build_dataset
+    from fusionlab.data.io import write_depth_png
+
+    dataset = build_dataset("synthetic", split="val", num_images=max(args.index + 1, 4))
+    sample = dataset[args.index]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sample.image).save(out)
+    depth_path = out.with_name(out.stem + "_depth.png")
+    write_depth_png(depth_path, sample.depth)
+    largest = max(sample.instances, key=lambda inst: inst.area, default=None)
+    box = largest.bbox_xyxy if largest is not None else np.array([0, 0, 1, 1])
+    print(f"wrote {out} and {depth_path}; a box around its largest object: --box {','.join(f'{v:g}' for v in box)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fusionlab.train import train_main
+
+    return train_main(args.config, args.out, args.set or [])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fusionlab.evaluate import eval_main
+
+    return eval_main(args.config, args.checkpoint, args.out, args.set or [])
+
+
+def cmd_depth(args: argparse.Namespace) -> int:
+    from fusionlab.config import load_run_config
+    from fusionlab.data import build_dataset
+    from fusionlab.depth import build_depth_source
+    from fusionlab.depth.precompute import precompute
+
+    config = load_run_config(args.config, args.set or [])
+    source = build_depth_source(config.depth.source, **config.depth.options)
+    for split in args.split:
+        options = getattr(config.data, split)
+        name = config.data.eval_dataset if split == "val" and config.data.eval_dataset else config.data.dataset
+        dataset = build_dataset(name, **options)
+        counts = precompute(source, dataset, progress=not args.quiet)
+        print(f"{split}: {dataset.describe()}: {counts}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from fusionlab.sweep import sweep_main
+
+    return sweep_main(args.config, workers=args.workers, storage=args.storage, overrides=args.set or [],
+                      dry_run=args.dry_run)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fusionlab.report import make_report
+
+    written = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot)
+    markdown = written.pop("markdown", None)
+    if markdown and not args.quiet:
+        print(markdown)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusionlab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Ablation studies of RGB-D fusion in EfficientViT-SAM: which way of fusing a depth map "
+                    "into an efficient SAM works best, with numbers you can put in a paper.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("list", help="list registered models, fusion blocks, depth sources and datasets")
+    p.add_argument("what", nargs="?", choices=["models", "fusions", "depth", "datasets"],
+                   help="only this registry (default: all)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers more entries first (repeatable)")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("predict", help="segment one object of one image from a box or points",
+                       description="Predict a mask with a (RGB-D) EfficientViT-SAM, as the official predictor "
+                                   "does: the image is resized for the encoder, prompts are in original pixels, "
+                                   "the mask comes back at the original size.")
+    p.add_argument("--model", help="preset name (default: from the checkpoint, else efficientvit-sam-nano)")
+    p.add_argument("--fusion", help="fusion block for an RGB-D model (default: RGB-only)")
+    p.add_argument("--fusion-point", help="where the block sits: neck, neck_inputs, stageN")
+    p.add_argument("--checkpoint", help="official .pt/.pth or fusionlab .safetensors weights")
+    p.add_argument("--image", required=True, help="RGB image file (PNG/JPEG)")
+    p.add_argument("--depth", help="depth file of the image's size (16-bit PNG mm, .npy/.tif metres)")
+    p.add_argument("--depth-kind", choices=["depth", "disparity"], default="depth",
+                   help="what --depth holds (default: depth, larger = farther)")
+    p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box prompt in pixels")
+    p.add_argument("--point", action="append", metavar="X,Y[,LABEL]",
+                   help="point prompt in pixels, label 1 foreground (default) or 0 background; repeatable")
+    p.add_argument("--out", required=True, help="output mask PNG (0/255)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="module registering blocks")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo-image", help="write one embedded RGB-D scene (image + depth PNG) to try predict on")
+    p.add_argument("--out", required=True, help="image PNG; the depth goes beside it as *_depth.png")
+    p.add_argument("--index", type=int, default=0, help="which scene of the embedded validation set")
+    p.set_defaults(func=cmd_demo_image)
+
+    for name, func, text in [("train", cmd_train, "train one model from a run config (then evaluate it)"),
+                             ("eval", cmd_eval, "evaluate a checkpoint with the zero-shot protocol")]:
+        p = sub.add_parser(name, help=text, description=text + ". The config is a YAML with sections model, "
+                           "data, depth, train, eval, plugins; every key has a default for the embedded data.")
+        p.add_argument("config", help="run config YAML (see ablations/ for examples)")
+        if name == "eval":
+            p.add_argument("--checkpoint", help="weights to evaluate (default: model.checkpoint of the config)")
+        p.add_argument("--out", help="output folder (default: results/runs/<config>-<time>)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.lr=3e-4")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("depth", help="precompute a depth source's disk cache for a config's datasets")
+    p.add_argument("config", help="run config YAML")
+    p.add_argument("--split", action="append", choices=["train", "val"], default=None,
+                   help="which split (default: both)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_depth)
+
+    p = sub.add_parser("sweep", help="run an ablation: every variant x seed, trained and evaluated, resumable",
+                       description="Run every (variant, seed) cell of an ablation YAML into an optuna study. "
+                                   "Rerunning skips completed cells and retries failed or stale ones; several "
+                                   "workers (or machines) can share one storage.")
+    p.add_argument("config", help="sweep YAML, e.g. ablations/fusion.yaml")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes on the same study (default 1)")
+    p.add_argument("--storage", help="optuna storage URL (default: sqlite:///results/<name>/study.db)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="tables (LaTeX, Markdown, CSV) and plots of a sweep's results",
+                       description="Read results/<name>/ (sweep.json, trials.csv, per-instance IoUs) and write "
+                                   "the report next to it; works on a sweep still running.")
+    p.add_argument("results", nargs="?", default="results/fusion", help="results folder (default: results/fusion)")
+    p.add_argument("--out", help="output folder (default: <results>/report)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the Δ intervals")
+    p.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "depth" and args.split is None:
+        args.split = ["train", "val"]
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except FusionlabError as exc:
+        print(f"fusionlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fusionlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

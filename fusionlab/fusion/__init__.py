@@ -1,0 +1,13 @@
+"""Fusion blocks: modules that merge a depth feature map into an RGB feature map.
+
+Every block is registered by name::
+
+    @register_fusion("gated")
+    class GatedFusion(FusionBlock): ...
+
+and built with ``build_fusion("gated", channels=256)``. Third-party blocks come from the
+entry-point group ``fusionlab.fusions`` or from a module listed under ``plugins:`` in a YAML.
+"""
+from fusionlab.fusion.base import FUSIONS, FusionBlock, build_fusion, list_fusions, register_fusion
+
+__all__ = ["FUSIONS", "FusionBlock", "build_fusion", "list_fusions", "register_fusion"]

@@ -1,0 +1,93 @@
+"""The architecture of an (RGB-D) EfficientViT-SAM, as one explicit dataclass."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from fusionlab.errors import FusionlabError
+
+FUSION_POINT_NECK = "neck"
+FUSION_POINT_NECK_INPUTS = "neck_inputs"
+DEPTH_ENCODERS = ("same",)
+DEPTH_INPUTS = ("replicate", "stem1")
+
+
+@dataclass
+class SamConfig:
+    """Everything that fixes an EfficientViT-SAM's architecture and its depth branch.
+
+    The first group is the official RGB model (see the presets); the second adds depth.
+    ``image_size = (prompt_frame, encoder_input)``: prompts live in a frame whose long side
+    is ``prompt_frame`` (1024 for all released models) while the encoder sees
+    ``encoder_input`` pixels (512 for L, 1024 for XL).
+    """
+
+    width_list: List[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    depth_list: List[int] = field(default_factory=lambda: [1, 1, 1, 4, 4])
+    block_list: List[str] = field(default_factory=lambda: ["res", "fmb", "fmb", "mb", "att"])
+    expand_list: List[float] = field(default_factory=lambda: [1, 4, 4, 4, 6])
+    fewer_norm_list: List[bool] = field(default_factory=lambda: [False, False, False, True, True])
+    qkv_dim: int = 32
+    neck_stages: List[str] = field(default_factory=lambda: ["stage4", "stage3", "stage2"])
+    neck_width: int = 256
+    neck_depth: int = 4
+    neck_expand: float = 1
+    neck_op: str = "fmb"
+    embed_dim: int = 256
+    grid: int = 64
+    image_size: Tuple[int, int] = (1024, 512)
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_heads: int = 8
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    num_multimask_outputs: int = 3
+
+    fusion: Optional[str] = None
+    fusion_point: str = FUSION_POINT_NECK
+    fusion_kwargs: Dict[str, object] = field(default_factory=dict)
+    depth_encoder: str = "same"
+    depth_input: str = "replicate"
+
+    @property
+    def has_depth(self) -> bool:
+        return self.fusion is not None
+
+    def fusion_points(self) -> List[str]:
+        """The concrete points where a fusion block sits (empty for RGB-only)."""
+        if not self.has_depth:
+            return []
+        if self.fusion_point == FUSION_POINT_NECK_INPUTS:
+            return list(self.neck_stages)
+        return [self.fusion_point]
+
+    def validate(self) -> "SamConfig":
+        allowed = [FUSION_POINT_NECK, FUSION_POINT_NECK_INPUTS] + list(self.neck_stages)
+        if self.fusion_point not in allowed:
+            raise FusionlabError(f"fusion_point {self.fusion_point!r} is not a point of this model; "
+                                 f"expected one of {allowed}")
+        if self.depth_encoder not in DEPTH_ENCODERS:
+            raise FusionlabError(f"depth_encoder {self.depth_encoder!r} is not supported; expected one of "
+                                 f"{list(DEPTH_ENCODERS)}")
+        if self.depth_input not in DEPTH_INPUTS:
+            raise FusionlabError(f"depth_input {self.depth_input!r} is not supported; expected one of "
+                                 f"{list(DEPTH_INPUTS)}")
+        prompt_frame, encoder_input = self.image_size
+        if prompt_frame % self.grid:
+            raise FusionlabError(f"image_size[0]={prompt_frame} must be a multiple of grid={self.grid}")
+        return self
+
+    def replace(self, **overrides) -> "SamConfig":
+        """A copy with some fields changed; an unknown field is a one-line error."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise FusionlabError(f"unknown model option(s) {unknown}; expected fields of SamConfig: {sorted(names)}")
+        if "image_size" in overrides:
+            overrides["image_size"] = tuple(overrides["image_size"])
+        return dataclasses.replace(self, **overrides).validate()
+
+    def to_dict(self) -> Dict[str, object]:
+        return dataclasses.asdict(self)

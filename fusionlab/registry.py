@@ -1,0 +1,127 @@
+"""One registry mechanism, used for fusion blocks, models, depth sources and datasets.
+
+A ``Registry`` maps lowercase names to factories (classes or functions). Entries come
+from three places, in this order: the built-in modules of the package (imported the
+first time the registry is queried), Python entry points of the registry's group
+(loaded only when a name is not found among the built-ins, or when listing), and
+modules a config names under ``plugins:`` (see :func:`import_plugins`).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from importlib import metadata
+from typing import Callable, Dict, Iterable, List, Optional
+
+from fusionlab.errors import FusionlabError
+
+
+class Registry:
+    """A named table of factories.
+
+    Args:
+        kind: what the entries are, for messages ("fusion block", "model", ...).
+        builtin_modules: modules of the package whose import registers the built-ins.
+        entry_point_group: the Python entry-point group third-party packages use.
+        register_hint: how a user adds an entry, quoted in the unknown-name error.
+    """
+
+    def __init__(self, kind: str, builtin_modules: Iterable[str], entry_point_group: str,
+                 register_hint: str):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self.register_hint = register_hint
+        self._builtin_modules = list(builtin_modules)
+        self._entries: Dict[str, Callable] = {}
+        self._builtins_loaded = False
+        self._entry_points_loaded = False
+
+    def register(self, name: str) -> Callable[[Callable], Callable]:
+        """Decorator that registers a factory under ``name`` (lowercase, unique)."""
+        if not isinstance(name, str) or not name or name != name.lower():
+            raise ValueError(f"{self.kind} names must be non-empty lowercase strings, got {name!r}")
+
+        def decorator(factory: Callable) -> Callable:
+            existing = self._entries.get(name)
+            if existing is not None and existing is not factory and _qualname(existing) != _qualname(factory):
+                raise FusionlabError(
+                    f"{self.kind} {name!r} is registered twice: by {_qualname(existing)} and by "
+                    f"{_qualname(factory)}; pick another name")
+            self._entries[name] = factory
+            try:
+                factory.registry_name = name
+            except (AttributeError, TypeError):
+                pass
+            return factory
+
+        return decorator
+
+    def _load_builtins(self) -> None:
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            for module in self._builtin_modules:
+                importlib.import_module(module)
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for entry_point in metadata.entry_points(group=self.entry_point_group):
+            try:
+                loaded = entry_point.load()
+            except Exception as exc:  # a broken plugin must not hide the built-ins
+                raise FusionlabError(
+                    f"entry point {entry_point.name!r} of group {self.entry_point_group!r} "
+                    f"({entry_point.value}) failed to import: {type(exc).__name__}: {exc}") from exc
+            if entry_point.name not in self._entries and callable(loaded):
+                self.register(entry_point.name)(loaded)
+
+    def names(self, pattern: str = "*") -> List[str]:
+        """Sorted names of every entry (built-ins, entry points, imported plugins) matching a glob."""
+        self._load_builtins()
+        self._load_entry_points()
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def get(self, name: str) -> Callable:
+        """The factory registered under ``name``; an unknown name is a one-line error."""
+        self._load_builtins()
+        if name not in self._entries:
+            self._load_entry_points()
+        if name not in self._entries:
+            raise FusionlabError(self.unknown_message(name))
+        return self._entries[name]
+
+    def unknown_message(self, name: object) -> str:
+        known = sorted(self._entries)
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        return (f"unknown {self.kind} {name!r}: {hint}known: {', '.join(known) or '(none)'}; "
+                f"to add one, {self.register_hint}")
+
+    def __contains__(self, name: str) -> bool:
+        self._load_builtins()
+        if name not in self._entries:
+            self._load_entry_points()
+        return name in self._entries
+
+    def build(self, name: str, *args, **kwargs):
+        return self.get(name)(*args, **kwargs)
+
+
+def import_plugins(modules: Optional[Iterable[str]], where: str = "plugins") -> None:
+    """Import the modules a config lists under ``plugins:`` so their decorators run.
+
+    Args:
+        modules: dotted module names (importable from ``sys.path`` or the working directory).
+        where: the config path quoted in errors, e.g. ``"ablations/x.yaml: plugins[0]"``.
+    """
+    for i, module in enumerate(modules or []):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise FusionlabError(f"{where}[{i}]: cannot import plugin module {module!r}: {exc}") from exc
+
+
+def _qualname(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

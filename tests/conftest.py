@@ -1,0 +1,21 @@
+"""Shared test set-up: offline hub, one torch thread per test process, the shared references."""
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("FUSIONLAB_TEST_THREADS", "1")))
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "efficientvit_sam"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """The official EfficientViT-SAM conformance references (``../shared`` beside the checkout)."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip(f"conformance references not found at {REFERENCE_DIR} (they live in ../shared beside the checkout)")
+    return REFERENCE_DIR
