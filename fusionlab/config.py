@@ -112,7 +112,11 @@ class EvalSection:
             distance transform of the larger error region).
         drop_depth: evaluate with the depth replaced by a constant (depth dropped at test time).
         detections: a COCO-results JSON of detector boxes; then mask AP is reported too.
+        max_detections: detections per image scored by mask AP (COCO 100; LVIS uses 300).
         max_images: evaluate only the first images (null: all).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        prompt_batch: at most this many prompts per decoder call (bounds memory on images
+            with hundreds of objects; results do not depend on it).
     """
 
     prompts: List[str] = field(default_factory=lambda: ["box", "click1", "click3"])
@@ -121,6 +125,7 @@ class EvalSection:
     max_detections: int = 100
     max_images: Optional[int] = None
     device: str = "auto"
+    prompt_batch: int = 64
 
 
 @dataclass

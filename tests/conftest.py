@@ -4,6 +4,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Generated data and depth caches of the tests stay inside the checkout, never in ~/.cache.
+os.environ.setdefault("FUSIONLAB_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "tests"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -90,15 +90,20 @@ def model_config(preset: Union[str, SamConfig], **overrides) -> SamConfig:
     return config.replace(**overrides) if overrides else config.validate()
 
 
-def build_model(preset: Union[str, SamConfig] = "efficientvit-sam-nano", fusion: str = None,
+_FROM_PRESET = object()
+
+
+def build_model(preset: Union[str, SamConfig] = "efficientvit-sam-nano", fusion=_FROM_PRESET,
                 **overrides) -> EfficientViTSam:
     """Build an EfficientViT-SAM.
 
     Args:
         preset: a registered preset name (``fusionlab.list_models()``) or a :class:`SamConfig`.
         fusion: a fusion block name (``fusionlab.list_fusions()``); None builds the RGB-only
-            model, with no depth branch at all.
+            model, with no depth branch at all. Left out: the preset's own (a config may have one).
         overrides: any :class:`SamConfig` field, e.g. ``fusion_point="stage3"``,
             ``fusion_kwargs={"alpha": "channel"}``, ``depth_input="stem1"``, ``grid=32``.
     """
-    return EfficientViTSam(model_config(preset, fusion=fusion, **overrides))
+    if fusion is not _FROM_PRESET:
+        overrides["fusion"] = fusion
+    return EfficientViTSam(model_config(preset, **overrides))

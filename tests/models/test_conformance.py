@@ -98,3 +98,12 @@ def test_l0_checkpoint_file_with_released_keys_loads(reference_dir, tmp_path):
     model = build_model("efficientvit-sam-l0")
     load_checkpoint(model, tmp_path / "efficientvit_sam_l0.pt")
     assert torch.count_nonzero(model.image_encoder.norm.weight) == 0
+
+
+@pytest.mark.parametrize("size, gmacs", [("l0", 34.8), ("l1", 49.0), ("l2", 68.6), ("xl0", 184.8)])
+def test_encoder_gmacs_match_the_published_costs(size, gmacs):
+    from fusionlab.models.cost import encoder_gmacs
+
+    with torch.device("meta"):
+        model = build_model(f"efficientvit-sam-{size}")
+    assert encoder_gmacs(model) == pytest.approx(gmacs, abs=0.05)

@@ -1,0 +1,211 @@
+"""``depth_anything``: Depth Anything (v1 or v2) predictions through ``transformers``, cached on disk."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fusionlab.data.types import Sample
+from fusionlab.depth.base import DepthSource, register_depth_source
+from fusionlab.depth.cache import DepthCache, default_cache_dir
+from fusionlab.errors import FusionlabError
+
+DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
+DEVICES = ("auto", "cpu", "cuda")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@register_depth_source("depth_anything")
+class DepthAnythingDepth(DepthSource):
+    """Depth Anything's map of each image, predicted once and cached (see :mod:`fusionlab.depth.cache`).
+
+    The image goes through the model's image processor, the model predicts at the processed
+    size, and the prediction is resized (bilinear) back to the image's size. The raw
+    prediction is cached before normalisation, so changing ``output`` or ``normalize`` never
+    recomputes; the cache key holds everything else that changes the map: the model (hub id
+    and snapshot commit, or local folder with its config's hash and its weight files' sizes
+    and modification times), the image processor's settings (with ``input_size``), and the
+    raw kind. ``device`` and ``batch_size`` are not in it: batches group images of equal
+    processed size, so they change the map only by float rounding. Neither is the
+    ``transformers`` version: delete the cache folder after an upgrade that changes models.
+
+    Args:
+        model: a hub id (found in the local Hugging Face cache when the hub is offline) or a
+            folder written by ``save_pretrained`` (config, weights and image processor).
+        input_size: side of the processor's target size (it keeps the aspect ratio and rounds
+            to the patch size); None keeps the processor's own setting (518 for released models).
+        raw: what the model predicts, ``"disparity"`` (relative models) or ``"depth"``;
+            None reads it from the config (``depth_estimation_type == "metric"`` -> depth).
+        output: ``"disparity"`` (near is bright, as the paper) or ``"depth"``.
+        normalize: ``"minmax"``, ``"median_mad"`` or ``"none"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        batch_size: images per forward pass in :meth:`prepare`.
+        cache_dir: cache root; default ``$FUSIONLAB_CACHE/depth`` or ``~/.cache/fusionlab/depth``.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, input_size: Optional[int] = None, raw: Optional[str] = None,
+                 output: str = "disparity", normalize: str = "minmax", device: str = "auto", batch_size: int = 4,
+                 cache_dir: Optional[str] = None):
+        self.model_ref, self.model_fingerprint, config_file = resolve_model(str(model))
+        if raw is None:
+            metric = json.loads(config_file.read_text()).get("depth_estimation_type") == "metric"
+            raw = "depth" if metric else "disparity"
+        super().__init__(raw=raw, output=output, normalize=normalize)
+        self.device = self.check_choice("device", device, DEVICES)
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise FusionlabError("depth source 'depth_anything': option device='cuda' but CUDA is not available; "
+                                 "use device='auto' or 'cpu'")
+        self.batch_size = self.check_integer("batch_size", batch_size, 1)
+        self.input_size = None if input_size is None else self.check_integer("input_size", input_size, 1)
+        self.processor = self.load_processor()
+        self.processor_settings = {k: v for k, v in self.processor.to_dict().items() if not k.startswith("_")}
+        self.cache = DepthCache(Path(cache_dir) if cache_dir else default_cache_dir(), "depth_anything",
+                                self.cache_recipe())
+        self.model: Optional[torch.nn.Module] = None
+
+    def load_processor(self) -> Any:
+        from transformers import AutoImageProcessor
+
+        overrides = {} if self.input_size is None else {"size": {"height": self.input_size,
+                                                                 "width": self.input_size}}
+        try:
+            return AutoImageProcessor.from_pretrained(self.model_ref, **overrides)
+        except (OSError, ValueError) as exc:
+            raise FusionlabError(f"depth source 'depth_anything': cannot load the image processor of "
+                                 f"{self.model_ref!r}: {first_line(exc)}") from exc
+
+    def cache_recipe(self) -> Dict[str, Any]:
+        """Everything that changes the raw map (see the class doc); hashed into the cache key."""
+        return {"source": "depth_anything", "model": self.model_ref, "model_fingerprint": self.model_fingerprint,
+                "processor": self.processor_settings, "raw": self.raw, "resize": "bilinear to the image size"}
+
+    def options(self) -> Dict[str, Any]:
+        return {"model": self.model_ref, "model_fingerprint": self.model_fingerprint,
+                "input_size": self.input_size, "processor": self.processor_settings, "raw": self.raw,
+                "output": self.output, "normalize": self.normalize, "cache_key": self.cache.key}
+
+    def describe(self) -> str:
+        size = self.processor_settings.get("size")
+        side = size.get("height", size.get("shortest_edge")) if isinstance(size, dict) else size
+        return f"Depth Anything {Path(self.model_ref).name} (input {side}, {self.output}, {self.normalize})"
+
+    def prepare(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
+        """Predict and cache every image of ``dataset`` not cached yet; counts computed and cached maps."""
+        computed = cached = 0
+        pending: List[Tuple[Sample, Path]] = []
+        bar = tqdm(total=len(dataset), desc=self.cache.folder.name, unit="img", disable=not progress)
+        with bar:
+            for index in range(len(dataset)):
+                sample = dataset[index]
+                path = self.cache.path(sample)
+                if path.is_file():
+                    cached += 1
+                    bar.update(1)
+                else:
+                    pending.append((sample, path))
+                if len(pending) == self.batch_size or (pending and index == len(dataset) - 1):
+                    computed += self.compute_and_store(pending)
+                    bar.update(len(pending))
+                    pending = []
+        return {"images": len(dataset), "computed": computed, "cached": cached}
+
+    def compute_and_store(self, pending: List[Tuple[Sample, Path]]) -> int:
+        """Predict the ``(sample, cache path)`` pairs in one pass and write their maps; returns how many."""
+        for (_, path), raw in zip(pending, self.predict([sample.image for sample, _ in pending])):
+            self.cache.save(path, raw)
+        return len(pending)
+
+    def raw_map(self, sample: Sample, index: int) -> Tuple[np.ndarray, str]:
+        path = self.cache.path(sample)
+        raw = self.cache.load(path)
+        if raw is None:
+            raw = self.cache.save(path, self.predict([sample.image])[0])
+        return raw, f"Depth Anything map of image {sample.file_name!r} ({path})"
+
+    def predict(self, images: List[np.ndarray]) -> List[np.ndarray]:
+        """Raw float32 ``(H, W)`` predictions for ``(H, W, 3)`` uint8 images, each at its image's size."""
+        model = self.load_model()
+        device = next(model.parameters()).device
+        # the processor wraps arrays with torch.from_numpy, which warns on read-only (dataset-cached) images
+        pixels = [self.processor(images=image if image.flags.writeable else image.copy(),
+                                 return_tensors="pt")["pixel_values"] for image in images]
+        predictions: List[Optional[np.ndarray]] = [None] * len(images)
+        # images of another aspect ratio get another processed size: batch only equal shapes
+        shapes: Dict[Tuple[int, ...], List[int]] = {}
+        for i, tensor in enumerate(pixels):
+            shapes.setdefault(tuple(tensor.shape), []).append(i)
+        with torch.inference_mode():
+            for members in shapes.values():
+                batch = torch.cat([pixels[i] for i in members]).to(device)
+                predicted = model(pixel_values=batch).predicted_depth.float()
+                for row, i in enumerate(members):
+                    height, width = images[i].shape[:2]
+                    resized = F.interpolate(predicted[row][None, None], size=(height, width), mode="bilinear",
+                                            align_corners=False)
+                    predictions[i] = resized[0, 0].cpu().numpy()
+        return predictions
+
+    def load_model(self) -> torch.nn.Module:
+        if self.model is None:
+            from transformers import AutoModelForDepthEstimation
+
+            try:
+                model = AutoModelForDepthEstimation.from_pretrained(self.model_ref)
+            except (OSError, ValueError) as exc:
+                raise FusionlabError(f"depth source 'depth_anything': cannot load model {self.model_ref!r}: "
+                                     f"{first_line(exc)}") from exc
+            device = "cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available()) else "cpu"
+            self.model = model.to(device).eval()
+        return self.model
+
+
+def resolve_model(model: str) -> Tuple[str, str, Path]:
+    """``(reference for from_pretrained, fingerprint, config.json path)`` of a hub id or local folder."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            raise FusionlabError(f"depth source 'depth_anything': model folder {str(folder)!r} has no config.json; "
+                                 f"expected a folder written by save_pretrained")
+        weights = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+        stats = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights]
+        return str(folder.resolve()), f"config {file_sha256(config_file)[:16]}; weights {', '.join(stats)}", config_file
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise FusionlabError(f"depth source 'depth_anything': model folder {model!r} does not exist")
+    config_file = hub_config(model)
+    commit = config_file.parent.name
+    return model, f"commit {commit}; config {file_sha256(config_file)[:16]}", config_file
+
+
+def hub_config(repo_id: str) -> Path:
+    """The cached ``config.json`` of a hub model, downloaded first when the hub is reachable."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):
+        return Path(cached)
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    if offline:
+        raise FusionlabError(f"depth source 'depth_anything': model {repo_id!r} not found locally and the hub is "
+                             f"offline (HF_HUB_OFFLINE); pass a local folder (written by save_pretrained) as model")
+    try:
+        return Path(hf_hub_download(repo_id, "config.json"))
+    except Exception as exc:  # any hub failure (network, unknown repo, auth) is the user's to fix
+        raise FusionlabError(f"depth source 'depth_anything': model {repo_id!r} is not in the local cache and "
+                             f"could not be fetched from the hub: {first_line(exc)}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

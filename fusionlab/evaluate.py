@@ -1,0 +1,544 @@
+"""The official EfficientViT-SAM zero-shot protocol: box and N-click prompts, mIoU by object size.
+
+Per image the encoder runs once; every instance's prompt goes into one batched decoder call
+per round. The facts follow ``applications/efficientvit_sam`` of mit-han-lab/efficientvit:
+
+- **box**: the annotation's box (``bbox`` as xyxy), multimask output, the mask with the
+  highest predicted IoU; IoU against the ground-truth mask at the original resolution.
+- **clickN**: click 1 is positive, at the maximum of the distance transform of the mask (the
+  image border counts as boundary). Click k+1 goes to the maximum of the distance transform
+  of the larger error region: false negatives give a positive click, false positives a
+  negative one (a tie goes negative; a pixel already clicked is never clicked again). Every
+  round predicts from all clicks so far with multimask output and keeps the mask with the
+  highest predicted IoU, as the official code does (no low-res mask fed back). One pass of
+  ``max N`` clicks gives the IoU after every click, so click1 and click3 share their first click.
+  One deviation: once a prediction is perfect there is no error to click on, and the IoU is
+  kept (the official clicker would add a negative click at pixel (0, 0)).
+- **detections**: a detector's boxes as prompts (best-predicted-IoU mask), scored as mask AP
+  by pycocotools ``COCOeval(iouType="segm")`` with ``maxDets`` up to ``max_detections``.
+
+Size buckets use the annotation ``area`` and the dataset's ``size_thresholds``
+(small: area < t0, medium: t0 <= area < t1, large: area >= t1; COCO's 32², 96² by default);
+the official script counts an area of exactly t0 or t1 in both neighbouring buckets.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from scipy.ndimage import distance_transform_edt
+from tqdm import tqdm
+
+from fusionlab.config import ModelSection, RunConfig, load_run_config
+from fusionlab.data.types import Instance
+from fusionlab.errors import FusionlabError
+from fusionlab.models import EfficientViTSam, Predictor, build_model, load_checkpoint
+
+COCO_SIZE_THRESHOLDS: Tuple[float, float] = (32.0 ** 2, 96.0 ** 2)
+SIZES: Tuple[str, ...] = ("small", "medium", "large")
+# A boolean instance attribute reported as its own pair of metrics: (attribute, name if true, if false).
+SPLIT_ATTRIBUTE = ("camouflaged", "camouflaged", "plain")
+DROPPED_DEPTH = 0.5
+DETECTION_KEYS = ("image_id", "category_id", "bbox", "score")
+_CLICK_PROMPT = re.compile(r"click([1-9][0-9]*)")
+
+log = logging.getLogger("fusionlab")
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation gives.
+
+    Attributes:
+        metrics: ``{prompt}_miou`` (× 100) overall, ``_small/_medium/_large`` and, with a
+            ``camouflaged`` attribute, ``_camouflaged/_plain``; counts ``n_images``,
+            ``n_instances``, ``n_small`` …; ``mask_ap`` … with detections. NaN where a bucket is empty.
+        instances: one row per (instance, prompt): ``image_id, ann_id, prompt, iou`` (0..1),
+            ``area, size`` and the instances' scalar attributes (e.g. ``camouflaged``).
+    """
+
+    metrics: Dict[str, float]
+    instances: pd.DataFrame
+
+
+class Click(NamedTuple):
+    """A simulated click at pixel ``(x, y)`` = (column, row); positive = on the object."""
+
+    x: int
+    y: int
+    positive: bool
+
+
+# ---------------------------------------------------------------- pure protocol pieces
+def parse_prompts(prompts: Sequence[str]) -> Tuple[bool, List[int]]:
+    """``["box", "click1", "click3"]`` → (box wanted, sorted click counts); anything else is an error."""
+    if not prompts:
+        raise FusionlabError("eval.prompts is empty; expected any of 'box' and 'clickN' (e.g. click1, click3)")
+    clicks = []
+    for i, prompt in enumerate(prompts):
+        match = _CLICK_PROMPT.fullmatch(str(prompt))
+        if prompt != "box" and not match:
+            raise FusionlabError(f"eval.prompts[{i}]: {prompt!r} is not a prompt type; expected 'box' or "
+                                 f"'clickN' with N >= 1 (e.g. click1, click3)")
+        if match:
+            clicks.append(int(match.group(1)))
+    return "box" in prompts, sorted(set(clicks))
+
+
+def _max_distance(region: np.ndarray, clicked: Sequence[Tuple[int, int]]) -> Tuple[float, int, int]:
+    """Largest distance to the region's boundary (outside the image counts as boundary) and its
+    first pixel in row-major order, skipping pixels already clicked; (0, -1, -1) if none.
+
+    The transform runs on the region's bounding box padded by one background pixel: every pixel
+    outside that box is background, and the padding ring is at least as close, so the distances
+    are those of the whole image.
+    """
+    rows = np.flatnonzero(region.any(axis=1))
+    if rows.size == 0:
+        return 0.0, -1, -1
+    cols = np.flatnonzero(region.any(axis=0))
+    top, left = rows[0], cols[0]
+    crop = region[top:rows[-1] + 1, left:cols[-1] + 1]
+    distance = distance_transform_edt(np.pad(crop, 1))[1:-1, 1:-1]
+    for x, y in clicked:
+        if 0 <= y - top < crop.shape[0] and 0 <= x - left < crop.shape[1]:
+            distance[y - top, x - left] = 0.0
+    flat = int(np.argmax(distance))
+    row, col = divmod(flat, distance.shape[1])
+    return float(distance[row, col]), int(top + row), int(left + col)
+
+
+def next_click(gt: np.ndarray, pred: np.ndarray, clicked: Sequence[Tuple[int, int]] = ()) -> Optional[Click]:
+    """The next simulated click on an ``(H, W)`` bool ground truth given the ``(H, W)`` bool prediction.
+
+    With an empty prediction this is the first click: positive, at the mask's innermost pixel.
+    ``clicked`` are earlier clicks ``(x, y)``, never repeated. None when no error pixel is left.
+    """
+    gt = np.asarray(gt, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    fn_dist, fn_row, fn_col = _max_distance(gt & ~pred, clicked)
+    fp_dist, fp_row, fp_col = _max_distance(pred & ~gt, clicked)
+    if fn_dist == 0.0 and fp_dist == 0.0:
+        return None
+    if fn_dist > fp_dist:
+        return Click(x=fn_col, y=fn_row, positive=True)
+    return Click(x=fp_col, y=fp_row, positive=False)
+
+
+def size_bucket(area: float, thresholds: Tuple[float, float]) -> str:
+    """``small`` (area < t0), ``medium`` (t0 <= area < t1) or ``large`` (area >= t1)."""
+    small, large = thresholds
+    return "small" if area < small else "medium" if area < large else "large"
+
+
+def summarize(instances: pd.DataFrame, prompts: Sequence[str]) -> Dict[str, float]:
+    """Mean IoU × 100 per prompt, overall, per size bucket and per ``camouflaged`` split, plus counts.
+
+    Args:
+        instances: rows ``prompt, iou`` (0..1), ``size`` and optionally a boolean ``camouflaged``.
+        prompts: the prompt types to report (every key appears; an empty group is NaN).
+    """
+    attribute, yes, no = SPLIT_ATTRIBUTE
+    split = attribute in instances.columns and instances[attribute].notna().any()
+    metrics: Dict[str, float] = {}
+    for prompt in prompts:
+        rows = instances[instances["prompt"] == prompt]
+        metrics[f"{prompt}_miou"] = _mean_iou(rows)
+        for size in SIZES:
+            metrics[f"{prompt}_miou_{size}"] = _mean_iou(rows[rows["size"] == size])
+        if split:
+            flags = rows[attribute]
+            metrics[f"{prompt}_miou_{yes}"] = _mean_iou(rows[flags == True])  # noqa: E712 (NaN is neither)
+            metrics[f"{prompt}_miou_{no}"] = _mean_iou(rows[flags == False])  # noqa: E712
+    counted = instances[instances["prompt"] == prompts[0]] if len(prompts) else instances.iloc[:0]
+    metrics["n_instances"] = float(len(counted))
+    for size in SIZES:
+        metrics[f"n_{size}"] = float((counted["size"] == size).sum())
+    if split:
+        metrics[f"n_{yes}"] = float((counted[attribute] == True).sum())  # noqa: E712
+        metrics[f"n_{no}"] = float((counted[attribute] == False).sum())  # noqa: E712
+    return metrics
+
+
+def _mean_iou(rows: pd.DataFrame) -> float:
+    return float(rows["iou"].mean() * 100.0) if len(rows) else math.nan
+
+
+# ---------------------------------------------------------------- detections and mask AP
+def read_detections(path: str) -> Dict[int, List[dict]]:
+    """A COCO-results JSON ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}, ...]``
+    grouped by image id; anything else is a one-line error naming the file and the entry."""
+    file = Path(path)
+    if not file.is_file():
+        raise FusionlabError(f"eval.detections: {file} not found; expected a COCO-results JSON of detector boxes")
+    try:
+        entries = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FusionlabError(f"{file}: not valid JSON ({exc}); expected a COCO-results list of detections") from exc
+    if not isinstance(entries, list):
+        raise FusionlabError(f"{file}: top level is a {type(entries).__name__}; expected a list of "
+                             f"{{image_id, category_id, bbox, score}} objects")
+    by_image: Dict[int, List[dict]] = {}
+    for i, entry in enumerate(entries):
+        _check_detection(entry, f"{file}: [{i}]")
+        by_image.setdefault(int(entry["image_id"]), []).append(entry)
+    return by_image
+
+
+def _check_detection(entry: Any, where: str) -> None:
+    expected = "expected {image_id, category_id, bbox: [x, y, w, h], score}"
+    if not isinstance(entry, dict):
+        raise FusionlabError(f"{where} is a {type(entry).__name__}; {expected}")
+    for key in DETECTION_KEYS:
+        if key not in entry:
+            raise FusionlabError(f"{where} lacks {key!r}; {expected}")
+    bbox = entry["bbox"]
+    numbers = isinstance(bbox, list) and len(bbox) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    if not numbers or bbox[2] < 0 or bbox[3] < 0:
+        raise FusionlabError(f"{where}: bbox={bbox!r}; expected [x, y, w, h], four finite numbers with w, h >= 0")
+    if isinstance(entry["score"], bool) or not isinstance(entry["score"], (int, float)):
+        raise FusionlabError(f"{where}: score={entry['score']!r}; expected a number")
+    for key in ("image_id", "category_id"):
+        if isinstance(entry[key], bool) or not isinstance(entry[key], int):
+            raise FusionlabError(f"{where}: {key}={entry[key]!r}; expected an integer id")
+
+
+def annotation_file(dataset: Any) -> Path:
+    """The COCO instances JSON behind ``dataset`` (``annotation_file``, else a path ``annotations``)."""
+    for name in ("annotation_file", "annotations"):
+        value = getattr(dataset, name, None)
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    raise FusionlabError(f"eval.detections: dataset {getattr(dataset, 'name', type(dataset).__name__)!r} has no "
+                         f"COCO annotation file for mask AP; use a COCO-format dataset (coco, synthetic)")
+
+
+def mask_ap(gt_file: Path, results: List[dict], image_ids: Sequence[int], max_detections: int) -> Dict[str, float]:
+    """Mask AP × 100 of RLE ``results`` on ``image_ids`` of a COCO instances JSON.
+
+    Read from ``COCOeval.eval["precision"]`` at ``maxDets = max_detections`` rather than
+    ``summarize()``, which hard-codes 100 detections for its first number. LVIS's own
+    ``max_dets`` is 300, but its federated AP (``lvis`` package) differs from COCOeval's.
+    """
+    keys = ("mask_ap", "mask_ap50", "mask_ap75", "mask_ap_small", "mask_ap_medium", "mask_ap_large")
+    if not results:
+        return {key: math.nan for key in keys}
+    coco_gt = _coco_ground_truth(gt_file)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco_dt = coco_gt.loadRes(results)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="segm")
+        evaluator.params.imgIds = list(image_ids)
+        evaluator.params.maxDets = sorted({1, 10, max_detections})
+        evaluator.evaluate()
+        evaluator.accumulate()
+    params = evaluator.params
+    precision = evaluator.eval["precision"]  # (iou thresholds, recall, categories, areas, maxDets)
+    dets = params.maxDets.index(max_detections)
+
+    def average(area: str, iou: Optional[float] = None) -> float:
+        values = precision[:, :, :, params.areaRngLbl.index(area), dets]
+        if iou is not None:
+            values = values[np.isclose(params.iouThrs, iou)]
+        values = values[values > -1]
+        return float(values.mean() * 100.0) if values.size else math.nan
+
+    return dict(zip(keys, (average("all"), average("all", 0.5), average("all", 0.75),
+                           average("small"), average("medium"), average("large"))))
+
+
+def _coco_ground_truth(path: Path) -> COCO:
+    """The GT as a ``COCO`` object; annotations without ``iscrowd`` (LVIS) count as not crowd."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FusionlabError(f"{path}: cannot read the COCO ground truth for mask AP ({exc})") from exc
+    if not content.get("categories"):
+        raise FusionlabError(f"{path}: no 'categories'; mask AP needs the category list of the instances JSON")
+    for ann in content.get("annotations", []):
+        ann.setdefault("iscrowd", 0)
+    coco = COCO()
+    coco.dataset = content
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def encode_masks(masks: np.ndarray) -> List[dict]:
+    """``(N, H, W)`` bool masks → N compressed RLEs with ``counts`` as str (JSON-ready)."""
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+# ---------------------------------------------------------------- prediction
+def _best_masks(predictor: Predictor, chunk: int, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                boxes: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Multimask prediction for N prompts (prompt frame), keeping each prompt's mask with the
+    highest predicted IoU: ``(N, H, W)`` bool at the original size. At most ``chunk`` prompts
+    go into one decoder call, which bounds memory on images with hundreds of objects."""
+    count = len(boxes) if boxes is not None else len(points[0])
+    best = []
+    for start in range(0, count, chunk):
+        part = slice(start, start + chunk)
+        masks, iou, _ = predictor.predict_torch(
+            points=None if points is None else (points[0][part], points[1][part]),
+            boxes=None if boxes is None else boxes[part], multimask_output=True)
+        best.append(masks[torch.arange(len(masks), device=masks.device), iou.argmax(dim=1)])
+    return torch.cat(best)
+
+
+def mask_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """IoU of ``(N, H, W)`` bool predictions with ``(N, H, W)`` bool ground truths: ``(N,)`` in [0, 1]."""
+    inter = (pred & gt).flatten(1).sum(1)
+    union = (pred | gt).flatten(1).sum(1)
+    return inter.double() / union.clamp(min=1).double()
+
+
+def _box_ious(predictor: Predictor, instances: List[Instance], gts: torch.Tensor, chunk: int) -> np.ndarray:
+    boxes = np.stack([np.asarray(inst.bbox_xyxy, dtype=np.float64) for inst in instances])
+    prompt = torch.as_tensor(predictor.apply_boxes(boxes), dtype=torch.float, device=gts.device)
+    return mask_iou(_best_masks(predictor, chunk, boxes=prompt), gts).cpu().numpy()
+
+
+def _click_ious(predictor: Predictor, instances: List[Instance], gts: torch.Tensor, max_clicks: int,
+                chunk: int) -> np.ndarray:
+    """IoU after every click 1..``max_clicks``: ``(N, max_clicks)``; all instances clicked in one batch per round."""
+    count = len(instances)
+    preds = np.zeros((count,) + instances[0].mask.shape, dtype=bool)
+    clicks: List[List[Click]] = [[] for _ in range(count)]
+    ious = np.zeros((count, max_clicks))
+    active = list(range(count))
+    for round_ in range(max_clicks):
+        still = []
+        for i in active:
+            click = next_click(instances[i].mask, preds[i], [(c.x, c.y) for c in clicks[i]])
+            if click is None:  # a perfect mask: nothing left to click, its IoU stands
+                ious[i, round_:] = ious[i, round_ - 1]
+                continue
+            clicks[i].append(click)
+            still.append(i)
+        active = still
+        if not active:
+            break
+        coords = np.array([[(c.x, c.y) for c in clicks[i]] for i in active], dtype=np.float64)
+        labels = np.array([[int(c.positive) for c in clicks[i]] for i in active])
+        points = (torch.as_tensor(predictor.apply_coords(coords), dtype=torch.float, device=gts.device),
+                  torch.as_tensor(labels, dtype=torch.int, device=gts.device))
+        masks = _best_masks(predictor, chunk, points=points)
+        ious[active, round_] = mask_iou(masks, gts[active]).cpu().numpy()
+        preds[active] = masks.cpu().numpy()
+    return ious
+
+
+def _detection_results(predictor: Predictor, detections: List[dict], image_id: int, chunk: int) -> List[dict]:
+    """Masks for one image's detector boxes, as COCO results with RLE ``segmentation``."""
+    height, width = predictor.original_size
+    boxes = np.array([d["bbox"] for d in detections], dtype=np.float64)
+    boxes[:, 2:] += boxes[:, :2]
+    boxes = np.clip(boxes, 0, [width, height, width, height])  # detector boxes may spill over the border
+    prompt = torch.as_tensor(predictor.apply_boxes(boxes), dtype=torch.float, device=predictor.model.device)
+    masks = _best_masks(predictor, chunk, boxes=prompt).cpu().numpy()
+    return [{"image_id": image_id, "category_id": d["category_id"], "score": float(d["score"]),
+             "segmentation": rle} for d, rle in zip(detections, encode_masks(masks))]
+
+
+# ---------------------------------------------------------------- the run
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise FusionlabError(f"eval.device: {name!r} is not a torch device; "
+                             f"expected auto, cpu, cuda or cuda:N") from exc
+
+
+def _val_dataset(config: RunConfig):
+    from fusionlab.data import build_dataset
+
+    return build_dataset(config.data.eval_dataset or config.data.dataset, **config.data.val)
+
+
+def _depth_source(model: EfficientViTSam, config: RunConfig, dataset: Any, progress: bool):
+    """The depth source of an RGB-D model, prepared on ``dataset``; None for an RGB-only model."""
+    if not model.has_depth:
+        return None
+    from fusionlab.depth import build_depth_source
+
+    if config.eval.drop_depth:
+        return build_depth_source("constant", value=DROPPED_DEPTH)
+    source = build_depth_source(config.depth.source, **config.depth.options)
+    source.prepare(dataset, progress=progress)
+    return source
+
+
+def _attributes(instance: Instance) -> Dict[str, Any]:
+    """The instance's scalar attributes (lists such as SA-1B's ``point_coords`` do not fit a CSV cell)."""
+    return {k: v for k, v in instance.attributes.items() if isinstance(v, (bool, int, float, str, np.generic))}
+
+
+def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, progress: bool = True,
+             max_images: Optional[int] = None) -> EvalResult:
+    """Run the zero-shot protocol of ``config.eval`` on the validation set.
+
+    Args:
+        model: the (RGB or RGB-D) model; put in eval mode on ``config.eval.device`` and back in
+            its former train/eval mode afterwards.
+        config: the run config; ``data`` gives the dataset when ``dataset`` is None, ``depth``
+            the depth source of an RGB-D model, ``eval`` the protocol.
+        dataset: a dataset to evaluate on instead of the config's val set.
+        progress: show a progress bar over images.
+        max_images: evaluate the first images only (default ``config.eval.max_images``; None: all).
+    """
+    want_box, click_counts = parse_prompts(config.eval.prompts)
+    if config.eval.max_detections < 1:
+        raise FusionlabError(f"eval.max_detections={config.eval.max_detections}; expected at least 1")
+    if config.eval.prompt_batch < 1:
+        raise FusionlabError(f"eval.prompt_batch={config.eval.prompt_batch}; expected at least 1")
+    detections = read_detections(config.eval.detections) if config.eval.detections else None
+    dataset = _val_dataset(config) if dataset is None else dataset
+    gt_file = annotation_file(dataset) if detections is not None else None
+    thresholds = tuple(getattr(dataset, "size_thresholds", COCO_SIZE_THRESHOLDS))
+    limit = max_images if max_images is not None else config.eval.max_images
+    count = len(dataset) if limit is None else min(int(limit), len(dataset))
+    depth_source = _depth_source(model, config, dataset, progress)
+    was_training = model.training
+    model.to(_device(config.eval.device)).eval()
+    predictor = Predictor(model)
+    rows: List[Dict[str, Any]] = []
+    results: List[dict] = []
+    image_ids: List[int] = []
+    try:
+        for index in tqdm(range(count), desc="eval", unit="img", disable=not progress):
+            sample = dataset[index]
+            image_ids.append(sample.image_id)
+            instances = [inst for inst in sample.instances if inst.area >= 1]
+            boxes = detections.get(sample.image_id, []) if detections is not None else []
+            if not instances and not boxes:
+                continue
+            predictor.set_image(sample.image, None if depth_source is None else depth_source(sample, index))
+            if boxes:
+                results += _detection_results(predictor, boxes, sample.image_id, config.eval.prompt_batch)
+            if instances:
+                rows += _image_rows(predictor, sample.image_id, instances, want_box, click_counts,
+                                    config.eval.prompt_batch, thresholds)
+    finally:
+        predictor.reset_image()
+        model.train(was_training)
+    table = _table(rows)
+    metrics = {"n_images": float(count), **summarize(table, config.eval.prompts)}
+    if detections is not None:
+        metrics.update(mask_ap(gt_file, results, image_ids, config.eval.max_detections))
+    return EvalResult(metrics=metrics, instances=table)
+
+
+def _image_rows(predictor: Predictor, image_id: int, instances: List[Instance], want_box: bool,
+                click_counts: List[int], chunk: int, thresholds: Tuple[float, float]) -> List[Dict[str, Any]]:
+    """The per-instance rows of one image whose embedding is set in ``predictor``."""
+    gts = torch.from_numpy(np.stack([inst.mask for inst in instances])).to(predictor.model.device)
+    per_prompt: Dict[str, np.ndarray] = {}
+    if want_box:
+        per_prompt["box"] = _box_ious(predictor, instances, gts, chunk)
+    if click_counts:
+        after_click = _click_ious(predictor, instances, gts, max(click_counts), chunk)
+        per_prompt.update({f"click{n}": after_click[:, n - 1] for n in click_counts})
+    rows = []
+    for prompt, ious in per_prompt.items():
+        for inst, iou in zip(instances, ious):
+            rows.append({"image_id": image_id, "ann_id": inst.ann_id, "prompt": prompt, "iou": float(iou),
+                         "area": float(inst.area), "size": size_bucket(inst.area, thresholds),
+                         **_attributes(inst)})
+    return rows
+
+
+def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
+    columns = ["image_id", "ann_id", "prompt", "iou", "area", "size"]
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    extra = [c for c in table.columns if c not in columns]
+    return table[columns + extra]
+
+
+# ---------------------------------------------------------------- fusionlab eval
+def model_from_section(section: ModelSection) -> EfficientViTSam:
+    """The architecture a run config's ``model`` section describes (weights not loaded)."""
+    return build_model(section.preset, fusion=section.fusion, fusion_point=section.fusion_point,
+                       fusion_kwargs=dict(section.fusion_kwargs), depth_input=section.depth_input,
+                       **section.overrides)
+
+
+def eval_main(config_path: str, checkpoint: Optional[str], out_dir: Optional[str], overrides: List[str]) -> int:
+    """``fusionlab eval CONFIG.yaml --checkpoint X [--out DIR] [--set a.b=v]``.
+
+    Writes ``metrics.json`` and ``instances.csv`` to ``out_dir`` (default
+    ``results/runs/<config>-<time>``) and prints the metrics.
+    """
+    config = load_run_config(config_path, overrides)
+    if config.eval.detections and not Path(config.eval.detections).is_absolute():
+        config.eval.detections = str((Path(config_path).parent / config.eval.detections).resolve())
+    model = model_from_section(config.model)
+    checkpoint = checkpoint or config.model.checkpoint
+    if checkpoint:
+        load_checkpoint(model, checkpoint, init_depth_from_rgb=config.model.init_depth_from_rgb)
+    else:
+        log.warning("no --checkpoint and no model.checkpoint: evaluating random weights")
+    result = evaluate(model, config)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(out_dir) if out_dir else Path("results") / "runs" / f"{Path(config_path).stem}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.metrics.items()}
+    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    _write_atomic(out / "instances.csv", result.instances.to_csv(index=False))
+    print(format_metrics(result.metrics, config.eval.prompts))
+    print(f"wrote {out / 'metrics.json'} and {out / 'instances.csv'}")
+    return 0
+
+
+def format_metrics(metrics: Dict[str, float], prompts: Sequence[str]) -> str:
+    """A compact text table: one row per prompt (mIoU all / by size / by split), then counts and mask AP."""
+    _, yes, no = SPLIT_ATTRIBUTE
+    groups = ["", *(f"_{s}" for s in SIZES)] + ([f"_{yes}", f"_{no}"] if f"n_{yes}" in metrics else [])
+    header = ["prompt"] + [g.lstrip("_") or "all" for g in groups]
+    lines = [header] + [[p] + [_number(metrics.get(f"{p}_miou{g}")) for g in groups] for p in prompts]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines]
+    text.append("  ".join(f"{k}={int(v)}" for k, v in metrics.items() if k.startswith("n_")))
+    if "mask_ap" in metrics:
+        text.append("  ".join(f"{k}={_number(v)}" for k, v in metrics.items() if k.startswith("mask_ap")))
+    return "\n".join(text)
+
+
+def _number(value: Optional[float]) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

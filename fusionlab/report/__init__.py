@@ -1,0 +1,63 @@
+"""``fusionlab report``: tables, statistics and plots from a sweep's result files.
+
+Reads only ``results/<name>/`` (see :mod:`fusionlab.report.results` for the file contract),
+never a model. ``make_report`` prints nothing; the CLI prints what it returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+from fusionlab.report import plots, tables
+from fusionlab.report._write import save_figure, write_text
+from fusionlab.report.results import SweepResults, load_results
+from fusionlab.report.stats import bootstrap_mean_ci, paired_diffs, summarize
+
+__all__ = ["Report", "make_report", "load_results", "summarize", "bootstrap_mean_ci",
+           "paired_diffs", "SweepResults"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What ``make_report`` wrote.
+
+    Attributes:
+        paths: file name (``"table.tex"``, ``"report.md"``, ``"report.csv"``, ``"miou.pdf"``,
+            ``"miou.png"``, ``"tradeoff.pdf"``, ``"tradeoff.png"``) -> written path.
+        markdown: the text of ``report.md``.
+    """
+
+    paths: Dict[str, Path]
+    markdown: str
+
+
+def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
+                n_boot: int = 2000, seed: int = 0) -> Report:
+    """Write the LaTeX table, Markdown page, tidy CSV and figures of one sweep.
+
+    Args:
+        results_dir: ``results/<name>/`` with ``sweep.json``, ``trials.csv`` and ``trials/``.
+        out_dir: where to write; default ``results_dir/report``.
+        n_boot: bootstrap resamples for the Δ confidence intervals.
+        seed: seed of the bootstrap resampling.
+
+    Raises:
+        FusionlabError: the folder or one of its files is missing or malformed.
+    """
+    results = load_results(results_dir)
+    out = Path(out_dir) if out_dir is not None else results.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results, n_boot=n_boot, seed=seed)
+    markdown = tables.to_markdown(summary, results, n_boot)
+    paths = {
+        "table.tex": write_text(out / "table.tex", tables.to_latex(summary, results, n_boot)),
+        "report.md": write_text(out / "report.md", markdown),
+        "report.csv": write_text(out / "report.csv", tables.to_csv(summary)),
+    }
+    figures = {"miou": plots.miou_figure(results),
+               "tradeoff": plots.tradeoff_figure(summary, results)}
+    for stem, figure in figures.items():
+        for suffix in ("pdf", "png"):
+            paths[f"{stem}.{suffix}"] = save_figure(figure, out / f"{stem}.{suffix}")
+    return Report(paths=paths, markdown=markdown)

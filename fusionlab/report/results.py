@@ -1,0 +1,262 @@
+"""Load and validate a sweep's result files: the contract between the sweep and the report.
+
+The report reads only these files, never a model, so a sweep run on a GPU cluster can be
+reported on a laptop. ``results/<name>/`` contains:
+
+``sweep.json``
+    ``{"name": str, "seeds": [int], "baseline": str, "variants": [...], "dataset": str,
+    "eval_dataset": str, "depth_source": str, "prompts": ["box", "click1", "click3"],
+    "total_cells": int}``
+
+    - ``baseline``: the variant name of the RGB-only baseline (every Δ is against it).
+    - ``variants``: ``{"name": str, "group": "baseline" | "fusion" | "control",
+      "fusion": str | null, "fusion_point": str | null, "depth_source": str | null,
+      "label": str}``; ``label`` is the short display label used in tables and plots.
+    - ``dataset`` / ``eval_dataset`` / ``depth_source``: one-line descriptions for the caption.
+    - ``total_cells``: the number of (variant, seed) cells the sweep plans.
+
+``trials.csv``
+    One row per trial, i.e. per (variant, seed) cell attempt:
+    ``trial_id, variant, seed, state`` (``COMPLETE`` / ``FAIL`` / ``RUNNING`` / ``PRUNED`` /
+    ``WAITING``), ``box_miou, box_miou_small, box_miou_medium, box_miou_large, click1_miou,
+    click3_miou`` (mIoU × 100), ``params_m, gmacs, latency_ratio`` (latency relative to the
+    RGB-only model, measured in the same process), ``wall_s, error`` (the reason when failed).
+    Any further numeric column is an extra metric and is kept.
+
+``trials/<trial_id>/instances.csv``
+    The per-instance IoUs of one trial: ``image_id, ann_id, prompt`` (``box`` / ``click1`` /
+    ``click3`` ...), ``iou`` (0..1), ``area`` (annotation area), ``size`` (small / medium /
+    large), and optional boolean attribute columns such as ``camouflaged``.
+
+A cell retried after a failure may have several rows; the report keeps its ``COMPLETE`` row
+(the last one if there are several), else its last row.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pandas as pd
+
+from fusionlab.errors import FusionlabError
+
+GROUPS = ("baseline", "fusion", "control")
+STATES = ("COMPLETE", "FAIL", "RUNNING", "PRUNED", "WAITING")
+MISSING = "MISSING"
+ID_COLUMNS = ("trial_id", "variant", "seed", "state")
+INSTANCE_COLUMNS = ("image_id", "ann_id", "prompt", "iou")
+# The metrics the contract names, in table order; any other numeric column follows them.
+KNOWN_METRICS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large",
+                 "click1_miou", "click3_miou", "params_m", "gmacs", "latency_ratio")
+# Numeric trials.csv columns that identify a trial rather than measure it.
+NON_METRIC_COLUMNS = ("trial_id", "seed")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation table: a model configuration trained once per seed."""
+
+    name: str
+    group: str
+    label: str
+    fusion: Optional[str] = None
+    fusion_point: Optional[str] = None
+    depth_source: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The contents of ``sweep.json``."""
+
+    name: str
+    seeds: Tuple[int, ...]
+    baseline: str
+    variants: Tuple[Variant, ...]
+    dataset: str
+    eval_dataset: str
+    depth_source: str
+    prompts: Tuple[str, ...]
+    total_cells: int
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+    def ordered_variants(self) -> List[Variant]:
+        """Variants in table order: baseline, fusion, control; ``sweep.json`` order within."""
+        return sorted(self.variants, key=lambda v: GROUPS.index(v.group))
+
+
+@dataclass
+class SweepResults:
+    """A loaded results folder.
+
+    Attributes:
+        root: the ``results/<name>/`` folder.
+        sweep: the parsed ``sweep.json``.
+        cells: one row per planned (variant, seed) cell, plus any cell ``trials.csv`` adds;
+            the ``trials.csv`` columns, with ``state == "MISSING"`` for cells without a row.
+    """
+
+    root: Path
+    sweep: Sweep
+    cells: pd.DataFrame
+
+    def complete(self) -> pd.DataFrame:
+        """The ``COMPLETE`` cells, in ``cells`` order."""
+        return self.cells[self.cells["state"] == "COMPLETE"]
+
+    def metric_columns(self) -> List[str]:
+        """Numeric ``trials.csv`` columns that measure a model: known ones first, then extras."""
+        numeric = [c for c in self.cells.select_dtypes("number").columns
+                   if c not in NON_METRIC_COLUMNS]
+        return [c for c in KNOWN_METRICS if c in numeric] + [c for c in numeric
+                                                             if c not in KNOWN_METRICS]
+
+    def instances(self, trial_id: Any) -> pd.DataFrame:
+        """The per-instance IoUs of one trial (columns of ``instances.csv``)."""
+        return load_instances(self.root / "trials" / str(trial_id) / "instances.csv")
+
+
+def load_results(results_dir: Path | str) -> SweepResults:
+    """Read and validate ``sweep.json`` and ``trials.csv`` of ``results_dir``."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FusionlabError(f"{root}: not a folder; expected a sweep results folder "
+                             "with sweep.json and trials.csv")
+    for required in ("sweep.json", "trials.csv"):
+        if not (root / required).is_file():
+            raise FusionlabError(f"{root}: no {required}; expected a sweep results folder "
+                                 "with sweep.json and trials.csv (written by the sweep)")
+    sweep = _parse_sweep(root / "sweep.json")
+    trials = _read_trials(root / "trials.csv", sweep)
+    return SweepResults(root=root, sweep=sweep, cells=_one_row_per_cell(trials, sweep))
+
+
+def load_instances(path: Path) -> pd.DataFrame:
+    """Read one ``instances.csv``; IoUs must lie in [0, 1]."""
+    if not path.is_file():
+        raise FusionlabError(f"{path}: missing; a COMPLETE trial must have its per-instance "
+                             "IoUs there (columns image_id, ann_id, prompt, iou)")
+    frame = _read_csv(path)
+    _require_columns(frame, INSTANCE_COLUMNS, path)
+    repeated = frame.duplicated(["image_id", "ann_id", "prompt"])
+    if repeated.any():
+        row = frame[repeated].iloc[0]
+        raise FusionlabError(f"{path}: image_id={row['image_id']}, ann_id={row['ann_id']}, "
+                             f"prompt={row['prompt']!r} appears twice; expected one row each")
+    bad = ~frame["iou"].between(0.0, 1.0)
+    if bad.any():
+        row = frame[bad].iloc[0]
+        raise FusionlabError(f"{path}: iou={row['iou']} for ann_id={row['ann_id']}; "
+                             "expected a value in [0, 1]")
+    return frame
+
+
+def _parse_sweep(path: Path) -> Sweep:
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FusionlabError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    if not isinstance(raw, dict):
+        raise FusionlabError(f"{path}: expected a JSON object at the top level")
+    variants = tuple(_parse_variant(v, path, i) for i, v in enumerate(_key(raw, "variants", path)))
+    names = [v.name for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise FusionlabError(f"{path}: variants: duplicate name(s) {duplicates}; "
+                             "expected unique variant names")
+    baseline = _key(raw, "baseline", path)
+    if baseline not in names:
+        raise FusionlabError(f"{path}: baseline={baseline!r} is not a variant; "
+                             f"expected one of {names}")
+    return Sweep(
+        name=str(_key(raw, "name", path)),
+        seeds=tuple(int(s) for s in _key(raw, "seeds", path)),
+        baseline=baseline,
+        variants=variants,
+        dataset=str(_key(raw, "dataset", path)),
+        eval_dataset=str(_key(raw, "eval_dataset", path)),
+        depth_source=str(_key(raw, "depth_source", path)),
+        prompts=tuple(str(p) for p in _key(raw, "prompts", path)),
+        total_cells=int(_key(raw, "total_cells", path)),
+    )
+
+
+def _parse_variant(raw: Any, path: Path, index: int) -> Variant:
+    where = f"{path}: variants[{index}]"
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise FusionlabError(f"{where}: expected an object with at least 'name' and 'group'")
+    group = raw.get("group")
+    if group not in GROUPS:
+        raise FusionlabError(f"{where}: group={group!r}; expected one of {list(GROUPS)}")
+    return Variant(name=str(raw["name"]), group=group, label=str(raw.get("label") or raw["name"]),
+                   fusion=raw.get("fusion"), fusion_point=raw.get("fusion_point"),
+                   depth_source=raw.get("depth_source"))
+
+
+def _key(raw: Dict[str, Any], key: str, path: Path) -> Any:
+    if key not in raw:
+        raise FusionlabError(f"{path}: missing key {key!r}")
+    return raw[key]
+
+
+def _read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FusionlabError(f"{path}: not a readable CSV ({reason})") from err
+
+
+def _require_columns(frame: pd.DataFrame, columns: Tuple[str, ...], path: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FusionlabError(f"{path}: missing column(s) {missing}; "
+                             f"expected at least {list(columns)}")
+
+
+def _read_trials(path: Path, sweep: Sweep) -> pd.DataFrame:
+    # trial_id names a folder: kept as text so that missing cells cannot turn it into a float.
+    trials = _read_csv(path, dtype={"trial_id": str})
+    _require_columns(trials, ID_COLUMNS, path)
+    if trials["state"].eq("COMPLETE").any():
+        _require_columns(trials, ("box_miou",), path)
+    # A sweep whose trials all failed or still run may not have written a metric yet.
+    trials = trials.reindex(columns=[*trials.columns, *(c for c in ("box_miou", "error")
+                                                       if c not in trials.columns)])
+    _check_values(trials, "state", trials["state"].isin(STATES), f"one of {list(STATES)}", path)
+    names = sorted(v.name for v in sweep.variants)
+    _check_values(trials, "variant", trials["variant"].isin(names),
+                  f"a variant of sweep.json, one of {names}", path)
+    seeds = pd.to_numeric(trials["seed"], errors="coerce")
+    _check_values(trials, "seed", seeds.notna() & (seeds % 1 == 0), "an integer", path)
+    trials["seed"] = seeds.astype(int)
+    for column in [c for c in KNOWN_METRICS if c in trials.columns]:
+        values = pd.to_numeric(trials[column], errors="coerce")
+        _check_values(trials, column, values.notna() | trials[column].isna(),
+                      "a number (or an empty cell)", path)
+        trials[column] = values.astype(float)
+    return trials
+
+
+def _check_values(trials: pd.DataFrame, column: str, ok: pd.Series, expected: str,
+                  path: Path) -> None:
+    if not ok.all():
+        row = trials[~ok].iloc[0]
+        raise FusionlabError(f"{path}: trial_id={row['trial_id']}: {column}={row[column]!r}; "
+                             f"expected {expected}")
+
+
+def _one_row_per_cell(trials: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
+    # A stable sort keeps file order within a cell, so "last" means the latest attempt.
+    ranked = trials.assign(_done=trials["state"].eq("COMPLETE")).sort_values("_done", kind="stable")
+    cells = ranked.groupby(["variant", "seed"], sort=False).tail(1).drop(columns="_done")
+    planned = pd.DataFrame([(v.name, s) for v in sweep.variants for s in sweep.seeds],
+                           columns=["variant", "seed"])
+    cells = planned.merge(cells, on=["variant", "seed"], how="outer")
+    cells["state"] = cells["state"].fillna(MISSING)
+    order = {v.name: i for i, v in enumerate(sweep.ordered_variants())}
+    cells = cells.assign(_order=cells["variant"].map(order)).sort_values(["_order", "seed"])
+    return cells.drop(columns="_order").reset_index(drop=True)

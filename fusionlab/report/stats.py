@@ -1,0 +1,149 @@
+"""Numbers of the report: mean ± std over seeds, and Δ to the baseline with a paired bootstrap CI.
+
+The Δ of a variant is paired twice: on seeds (only seeds where both the variant and the
+baseline completed) and on instances (the same evaluation instances, matched by
+``(image_id, ann_id)``). Per-instance IoU differences are averaged over the matched seeds,
+then instances are resampled with replacement; the CI is the percentile interval of the
+resampled means. Seed-to-seed training noise is therefore averaged out, not resampled.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+
+from fusionlab.report.results import SweepResults, Variant
+
+INSTANCE_KEY = ["image_id", "ann_id"]
+# Columns of instances.csv that are not attributes, even if they happen to parse as bool.
+_NON_ATTRIBUTE_COLUMNS = {"image_id", "ann_id", "prompt", "iou", "area", "size"}
+# Caps one resampling chunk at 2**23 indices (64 MiB) so 2000 resamples of 1e5 instances fit.
+_MAX_DRAWS_PER_CHUNK = 2 ** 23
+
+SUMMARY_COLUMNS = ["variant", "label", "group", "metric", "mean", "std", "n",
+                   "delta", "ci_low", "ci_high", "significant"]
+
+Runs = Dict[int, pd.DataFrame]
+"""seed -> per-instance rows (``image_id, ann_id, iou`` ...) of one trial, one prompt."""
+
+
+def bootstrap_mean_ci(diffs: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of paired differences and its percentile bootstrap confidence interval.
+
+    Args:
+        diffs: ``(n_instances,)`` per-instance differences (variant − baseline).
+        n_boot: number of resamples of the instances (with replacement).
+        seed: seed of the resampling generator.
+        level: coverage of the interval.
+
+    Returns:
+        ``(mean, ci_low, ci_high)``.
+    """
+    diffs = np.asarray(diffs, dtype=np.float64)
+    if diffs.ndim != 1 or diffs.size == 0:
+        raise ValueError(f"diffs must be a non-empty 1-D array, got shape {diffs.shape}")
+    rng = np.random.default_rng(seed)
+    n = diffs.size
+    chunk = max(1, _MAX_DRAWS_PER_CHUNK // n)
+    means = np.concatenate([
+        diffs[rng.integers(0, n, size=(min(chunk, n_boot - start), n))].mean(axis=1)
+        for start in range(0, n_boot, chunk)
+    ])
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(diffs.mean()), float(low), float(high)
+
+
+def paired_diffs(variant: Runs, baseline: Runs) -> np.ndarray:
+    """Per-instance IoU differences averaged over the seeds both runs completed.
+
+    Instances missing from any matched seed of either side are dropped.
+
+    Returns:
+        ``(n_instances,)`` differences; empty when no seed is matched.
+    """
+    seeds = sorted(set(variant) & set(baseline))
+    if not seeds:
+        return np.empty(0)
+    per_seed = [
+        (variant[s].set_index(INSTANCE_KEY)["iou"] - baseline[s].set_index(INSTANCE_KEY)["iou"])
+        .rename(s) for s in seeds
+    ]
+    return pd.concat(per_seed, axis=1).dropna().mean(axis=1).to_numpy()
+
+
+def summarize(results: SweepResults, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Tidy summary: one row per (variant, metric), in table order.
+
+    ``metric`` is a ``trials.csv`` column, or ``box_miou@<attr>`` / ``box_miou@not_<attr>``
+    for each boolean attribute column of the instances. ``mean``/``std`` (ddof=1)/``n`` are
+    over completed seeds; ``delta``/``ci_low``/``ci_high``/``significant`` (CI excludes 0)
+    are filled for box mIoU rows of non-baseline variants, in mIoU points (× 100).
+    """
+    box_runs = _box_runs(results)
+    attributes = _attributes(box_runs)
+    baseline = results.sweep.baseline
+    complete = results.complete()
+    rows: List[dict] = []
+    for variant in results.sweep.ordered_variants():
+        done = complete[complete["variant"] == variant.name]
+        runs = box_runs.get(variant.name, {})
+        for metric in results.metric_columns():
+            row = _seed_stats(variant, metric, done[metric].dropna())
+            if metric == "box_miou":
+                row.update(_delta(variant, runs, box_runs.get(baseline, {}), baseline,
+                                  n_boot, seed))
+            rows.append(row)
+        for attribute in attributes:
+            for wanted, name in ((True, attribute), (False, f"not_{attribute}")):
+                subset = _subset(runs, attribute, wanted)
+                miou = pd.Series({s: 100.0 * r["iou"].mean() for s, r in subset.items()},
+                                 dtype=float)
+                row = _seed_stats(variant, f"box_miou@{name}", miou.dropna())
+                row.update(_delta(variant, subset, _subset(box_runs.get(baseline, {}), attribute,
+                                                           wanted), baseline, n_boot, seed))
+                rows.append(row)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary["n"] = summary["n"].astype(int)
+    summary["significant"] = summary["significant"].astype("boolean")
+    return summary
+
+
+def _box_runs(results: SweepResults) -> Dict[str, Runs]:
+    """variant -> seed -> box-prompt instances of every COMPLETE trial."""
+    runs: Dict[str, Runs] = {}
+    for cell in results.complete().itertuples():
+        instances = results.instances(cell.trial_id)
+        runs.setdefault(cell.variant, {})[int(cell.seed)] = instances[instances["prompt"] == "box"]
+    return runs
+
+
+def _attributes(box_runs: Dict[str, Runs]) -> List[str]:
+    """Boolean instance columns present in every loaded trial."""
+    frames = [f for runs in box_runs.values() for f in runs.values()]
+    if not frames:
+        return []
+    shared = [c for c in frames[0].columns if c not in _NON_ATTRIBUTE_COLUMNS]
+    return [c for c in shared if all(c in f.columns and f[c].dtype == bool for f in frames)]
+
+
+def _subset(runs: Runs, attribute: str, wanted: bool) -> Runs:
+    return {s: r[r[attribute] == wanted] for s, r in runs.items()}
+
+
+def _seed_stats(variant: Variant, metric: str, values: pd.Series) -> dict:
+    return {"variant": variant.name, "label": variant.label, "group": variant.group,
+            "metric": metric, "mean": values.mean(), "std": values.std(ddof=1), "n": len(values)}
+
+
+def _delta(variant: Variant, runs: Runs, baseline_runs: Runs, baseline: str,
+           n_boot: int, seed: int) -> dict:
+    diffs = paired_diffs(runs, baseline_runs) if variant.name != baseline else np.empty(0)
+    if diffs.size == 0:
+        return {}
+    # Each comparison gets its own generator so a CI does not depend on which other
+    # variants are in the sweep.
+    delta, low, high = bootstrap_mean_ci(100.0 * diffs, n_boot=n_boot, seed=seed)
+    return {"delta": delta, "ci_low": low, "ci_high": high, "significant": low > 0 or high < 0}

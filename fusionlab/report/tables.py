@@ -1,0 +1,295 @@
+"""The ablation table as LaTeX (booktabs, via pandas ``Styler.to_latex``), Markdown and CSV.
+
+All three render the tidy summary of :func:`fusionlab.report.stats.summarize`; the LaTeX and
+Markdown tables show the same cells: ``mean ± std`` over seeds, the best value per column in
+bold, and Δ box mIoU to the baseline with its 95 % paired bootstrap CI, marked where the CI
+excludes 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from fusionlab.report.results import SweepResults
+
+PROMPT_HEADERS = {"click1": "1-click", "click3": "3-click"}
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                   "^": r"\textasciicircum{}"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metric column of the table.
+
+    Attributes:
+        metric: the ``trials.csv`` column it shows.
+        latex: the two header rows in LaTeX (top row spans equal neighbours).
+        markdown: the header in Markdown.
+        digits: decimals shown.
+        higher_is_better: which end is bold.
+        spread: show ``± std`` (off for params and GMACs, which do not vary with the seed).
+    """
+
+    metric: str
+    latex: Tuple[str, str]
+    markdown: str
+    digits: int = 1
+    higher_is_better: bool = True
+    spread: bool = True
+
+
+@dataclass(frozen=True)
+class _Syntax:
+    """How one output format writes a spread, an interval, a missing value, the mark, a minus."""
+
+    spread: str
+    interval: str
+    dash: str
+    mark: str
+    minus: str
+
+
+_BOX = Column("box_miou", ("Box mIoU", "all"), "Box mIoU")
+# The small std and CI keep the 11-column table within the text width of a two-column paper
+# (about 500 pt), which is why the float is ``table*``.
+_LATEX = _Syntax(spread=r"{mean}{{\scriptsize$\pm${std}}}",
+                 interval=r"{delta} {{\scriptsize[{low}, {high}]}}",
+                 dash="--", mark=r"$^\dagger$", minus="$-$")
+_MARKDOWN = _Syntax(spread="{mean} ± {std}", interval="{delta} [{low}, {high}]", dash="—",
+                    mark=" †", minus="−")
+
+
+def latex_escape(text: str) -> str:
+    """Escape the characters LaTeX treats specially (``rgb_only`` -> ``rgb\\_only``)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Column]:
+    """The metric columns to show, in order, among those present in ``summary``."""
+    columns = [
+        _BOX,
+        Column("box_miou_small", ("Box mIoU", "S"), "Box S"),
+        Column("box_miou_medium", ("Box mIoU", "M"), "Box M"),
+        Column("box_miou_large", ("Box mIoU", "L"), "Box L"),
+    ]
+    for prompt in prompts:
+        if prompt != "box":
+            header = PROMPT_HEADERS.get(prompt, prompt)
+            columns.append(Column(f"{prompt}_miou", (latex_escape(header), "mIoU"),
+                                  f"{header} mIoU"))
+    columns += [
+        Column("params_m", ("Params", "(M)"), "Params (M)", higher_is_better=False, spread=False),
+        Column("gmacs", ("GMACs", ""), "GMACs", higher_is_better=False, spread=False),
+        Column("latency_ratio", ("Latency", r"($\times$RGB)"), "Latency (× RGB)", digits=2,
+               higher_is_better=False),
+    ]
+    present = set(summary["metric"])
+    return [c for c in columns if c.metric in present]
+
+
+def partial_note(results: SweepResults) -> Optional[str]:
+    """``"partial: k of N cells complete"`` when the sweep is not finished, else None."""
+    done = len(results.complete())
+    total = results.sweep.total_cells
+    return f"partial: {done} of {total} cells complete" if done < total else None
+
+
+def baseline_note(results: SweepResults) -> Optional[str]:
+    """Why Δ is missing when the baseline has no complete trial, else None."""
+    if (results.complete()["variant"] == results.sweep.baseline).any():
+        return None
+    return (f"no complete trial of the baseline {results.sweep.baseline!r}, "
+            "so no difference to it is computed")
+
+
+def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
+    """A ``table*`` float with a booktabs ``tabular``; needs only ``\\usepackage{booktabs}``."""
+    columns = table_columns(summary, results.sweep.prompts)
+    labels, cells, best = _cells(summary, results, columns, _LATEX)
+    headers = [("Variant", "")] + [c.latex for c in columns] + [(r"$\Delta$ box", r"[95\% CI]")]
+    frame = pd.DataFrame([[latex_escape(label)] + row for label, row in zip(labels, cells)],
+                         columns=pd.MultiIndex.from_tuples(headers))
+    props = pd.DataFrame("", index=frame.index, columns=frame.columns)
+    props.iloc[:, 1:1 + len(columns)] = np.where(best, "textbf:--rwrap;", "")
+    styler = (frame.style.hide(axis="index")
+              .apply(lambda _: props, axis=None)
+              .set_table_styles([{"selector": "footnotesize", "props": ":;"},
+                                 {"selector": "setlength", "props": r":{\tabcolsep}{3pt};"}]))
+    latex = styler.to_latex(
+        caption=_caption(results, n_boot, latex=True), label=f"tab:{_slug(results.sweep.name)}",
+        hrules=True, environment="table*", position="t", position_float="centering",
+        multicol_align="c",
+        column_format="l" + "c" * (len(headers) - 1),
+    )
+    return _rule_between_groups(latex, _group_starts(results))
+
+
+def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
+    """The whole report page: caption, notes, table, attribute breakdown, incomplete cells."""
+    columns = table_columns(summary, results.sweep.prompts)
+    labels, cells, best = _cells(summary, results, columns, _MARKDOWN)
+    starts = set(_group_starts(results)) | {0}
+    groups = [g if i in starts else "" for i, g in enumerate(_row_groups(results))]
+    header = (["Group", "Variant"] + [c.markdown for c in columns]
+              + ["Δ box mIoU [95% CI]"])
+    rows = [[group, label] + [f"**{v}**" if b else v for v, b in zip(row[:-1], flags)]
+            + row[-1:] for group, label, row, flags in zip(groups, labels, cells, best)]
+    parts = [f"# {results.sweep.name}", _caption(results, n_boot, latex=False)]
+    parts += [f"**{note}**" for note in (partial_note(results), baseline_note(results)) if note]
+    parts.append(_markdown_table(header, rows))
+    parts += [_attribute_section(summary, results, a) for a in _attribute_names(summary)]
+    incomplete = _incomplete_section(results)
+    if incomplete:
+        parts.append(incomplete)
+    return "\n\n".join(parts) + "\n"
+
+
+def to_csv(summary: pd.DataFrame) -> str:
+    """The tidy summary as CSV: numbers, not formatted strings."""
+    return summary.to_csv(index=False)
+
+
+def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
+           syntax: _Syntax) -> Tuple[List[str], List[List[str]], np.ndarray]:
+    """Row labels, formatted cells (metric columns then Δ), and ``(rows, columns)`` bold flags."""
+    order = [v.name for v in results.sweep.ordered_variants()]
+    wide = {stat: summary.pivot(index="variant", columns="metric", values=stat).reindex(order)
+            for stat in ("mean", "std", "n")}
+    n_seeds = len(results.sweep.seeds)
+    labels = []
+    for name in order:
+        n_done = int(wide["n"].loc[name, "box_miou"])
+        label = results.sweep.variant(name).label
+        labels.append(label if n_done >= n_seeds else f"{label} (n={n_done})")
+    box = summary[summary["metric"] == "box_miou"].set_index("variant")
+    cells = [[_mean_std(wide["mean"].loc[name, c.metric], wide["std"].loc[name, c.metric],
+                        c, syntax) for c in columns] + [_delta_cell(box.loc[name], syntax)]
+             for name in order]
+    best = np.column_stack([_best(wide["mean"][c.metric], c) for c in columns])
+    return labels, cells, best
+
+
+def _mean_std(mean: float, std: float, column: Column, syntax: _Syntax) -> str:
+    if pd.isna(mean):
+        return syntax.dash
+    text = _number(mean, column.digits, syntax)
+    if not column.spread or pd.isna(std):
+        return text
+    return syntax.spread.format(mean=text, std=_number(std, column.digits, syntax))
+
+
+def _delta_cell(stats: pd.Series, syntax: _Syntax) -> str:
+    """``+5.02 [+4.81, +5.23]`` plus the mark when significant, from one summary row."""
+    if pd.isna(stats["delta"]):
+        return syntax.dash
+    text = syntax.interval.format(**{k: _number(stats[s], 2, syntax, sign=True) for k, s in
+                                     (("delta", "delta"), ("low", "ci_low"), ("high", "ci_high"))})
+    return text + syntax.mark if bool(stats["significant"]) else text
+
+
+def _number(value: float, digits: int, syntax: _Syntax, sign: bool = False) -> str:
+    text = f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+    return syntax.minus + text[1:] if text.startswith("-") else text
+
+
+def _best(means: pd.Series, column: Column) -> np.ndarray:
+    """Rows holding the best value as shown (rounded), so displayed ties are all bold."""
+    shown = means.round(column.digits)
+    if shown.isna().all():
+        return np.zeros(len(shown), dtype=bool)
+    target = shown.max() if column.higher_is_better else shown.min()
+    return (shown == target).to_numpy()
+
+
+def _row_groups(results: SweepResults) -> List[str]:
+    return [v.group for v in results.sweep.ordered_variants()]
+
+
+def _group_starts(results: SweepResults) -> List[int]:
+    """Row indices (after the first row) where a new group begins."""
+    groups = _row_groups(results)
+    return [i for i in range(1, len(groups)) if groups[i] != groups[i - 1]]
+
+
+def _rule_between_groups(latex: str, starts: List[int]) -> str:
+    """Insert ``\\midrule`` before the body rows that start a group."""
+    lines = latex.splitlines()
+    body = lines.index(r"\midrule") + 1
+    for offset, start in enumerate(starts):
+        lines.insert(body + start + offset, r"\midrule")
+    return "\n".join(lines) + "\n"
+
+
+def _caption(results: SweepResults, n_boot: int, latex: bool) -> str:
+    """What the numbers are: seeds, spread, data, depth, Δ and its mark; LaTeX adds the notes."""
+    sweep = results.sweep
+    esc = latex_escape if latex else (lambda s: s)
+    pm, times, delta, mark, pct = ((r"$\pm$", r"$\times$", r"$\Delta$", r"$^\dagger$", r"\%")
+                                   if latex else ("±", "×", "Δ", "†", "%"))
+    seeds = ", ".join(str(s) for s in sweep.seeds)
+    baseline = esc(sweep.variant(sweep.baseline).label)
+    text = (
+        f"Ablation {esc(sweep.name)}: mean {pm} std (ddof=1) over {len(sweep.seeds)} seeds "
+        f"({seeds}); (n=k) marks a variant with only k completed seeds. "
+        f"Trained on {esc(sweep.dataset)}; evaluated on {esc(sweep.eval_dataset)}; "
+        f"depth: {esc(sweep.depth_source)}. mIoU {times} 100 "
+        f"(S/M/L: small/medium/large objects); latency relative to {baseline}. "
+        f"{delta}: box mIoU minus {baseline} on the same instances and matched seeds, with a "
+        f"95{pct} paired bootstrap CI over instances ({n_boot} resamples); "
+        f"{mark}: the CI excludes 0. Params and GMACs do not vary with the seed. "
+        "Bold: best per column."
+    )
+    if not latex:
+        return text
+    notes = [n for n in (partial_note(results), baseline_note(results)) if n]
+    return " ".join([text] + [latex_escape(n[0].upper() + n[1:]) + "." for n in notes])
+
+
+def _attribute_names(summary: pd.DataFrame) -> List[str]:
+    metrics = summary["metric"].drop_duplicates()
+    return [m.split("@", 1)[1] for m in metrics
+            if m.startswith("box_miou@") and not m.startswith("box_miou@not_")]
+
+
+def _attribute_section(summary: pd.DataFrame, results: SweepResults, attribute: str) -> str:
+    """Box mIoU on instances with and without ``attribute``, and Δ on each subset."""
+    header = ["Variant", f"{attribute}", f"not {attribute}",
+              f"Δ {attribute} [95% CI]", f"Δ not {attribute} [95% CI]"]
+    rows = []
+    for variant in results.sweep.ordered_variants():
+        mine = summary[summary["variant"] == variant.name].set_index("metric")
+        subsets = [mine.loc[f"box_miou@{attribute}"], mine.loc[f"box_miou@not_{attribute}"]]
+        rows.append([variant.label]
+                    + [_mean_std(s["mean"], s["std"], _BOX, _MARKDOWN) for s in subsets]
+                    + [_delta_cell(s, _MARKDOWN) for s in subsets])
+    title = f"## Box mIoU by attribute: {attribute}"
+    return f"{title}\n\n{_markdown_table(header, rows)}"
+
+
+def _incomplete_section(results: SweepResults) -> Optional[str]:
+    cells = results.cells[results.cells["state"] != "COMPLETE"]
+    if cells.empty:
+        return None
+    rows = [[results.sweep.variant(c.variant).label, str(int(c.seed)), c.state,
+             "" if pd.isna(c.error) else str(c.error)] for c in cells.itertuples()]
+    return ("## Incomplete cells\n\n"
+            + _markdown_table(["Variant", "Seed", "State", "Error"], rows))
+
+
+def _markdown_table(header: List[str], rows: List[List[str]]) -> str:
+    def line(cells: List[str]) -> str:
+        return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
+    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|"]
+                     + [line(r) for r in rows])
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", r"\|")
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name)

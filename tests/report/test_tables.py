@@ -1,0 +1,157 @@
+"""The LaTeX, Markdown and CSV tables of a known fake sweep (see conftest.py for its truth)."""
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from fusionlab.report import make_report
+from fusionlab.report.results import load_results
+from fusionlab.report.tables import latex_escape
+
+LABELS = ["RGB only", r"add\_s3", r"gated\_s3", "zero depth"]
+
+
+def _body(latex: str) -> list:
+    """Lines between the header's \\midrule and \\bottomrule."""
+    lines = latex.splitlines()
+    return lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
+
+
+def _row(latex: str, label: str) -> list:
+    line = next(line for line in _body(latex) if line.startswith(label + " "))
+    return [cell.strip() for cell in line.removesuffix(r"\\").split("&")]
+
+
+def test_latex_rows_come_in_group_order_with_a_rule_between_groups(full_report):
+    body = _body(full_report.paths["table.tex"].read_text())
+    assert [line.split(" & ")[0] for line in body] == [
+        LABELS[0], r"\midrule", LABELS[1], LABELS[2], r"\midrule", LABELS[3]]
+
+
+def test_latex_has_booktabs_rules_and_the_expected_columns(full_report):
+    latex = full_report.paths["table.tex"].read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert rule in latex
+    assert (r"Variant & \multicolumn{4}{c}{Box mIoU} & 1-click & 3-click & Params & GMACs & "
+            r"Latency & $\Delta$ box \\") in latex
+    assert r" & all & S & M & L & mIoU & mIoU & (M) &  & ($\times$RGB) & [95\% CI] \\" in latex
+    assert len(_row(latex, LABELS[1])) == 11
+
+
+def test_latex_cells_are_mean_pm_std_over_seeds(full_report):
+    latex = full_report.paths["table.tex"].read_text()
+    trials = pd.read_csv(full_report.paths["table.tex"].parent.parent / "trials.csv")
+    box = trials[trials["variant"] == "fusion_gated"]["box_miou"]
+    expected = rf"{box.mean():.1f}{{\scriptsize$\pm${box.std(ddof=1):.1f}}}"
+    assert _row(latex, LABELS[2])[1] == expected
+
+
+def test_significance_mark_on_the_better_variant_only(full_report):
+    latex = full_report.paths["table.tex"].read_text()
+    assert _row(latex, LABELS[1])[-1].endswith(r"$^\dagger$")
+    assert r"\dagger" not in _row(latex, LABELS[3])[-1]
+    assert _row(latex, LABELS[1])[-1].startswith("+5.")
+
+
+def test_best_box_miou_is_bold(full_report):
+    latex = full_report.paths["table.tex"].read_text()
+    assert _row(latex, LABELS[1])[1].startswith(r"\textbf{")
+    assert not any(_row(latex, label)[1].startswith(r"\textbf") for label in
+                   (LABELS[0], LABELS[2], LABELS[3]))
+
+
+def test_caption_states_seeds_spread_dataset_depth_and_mark(full_report):
+    latex = full_report.paths["table.tex"].read_text()
+    caption = next(line for line in latex.splitlines() if line.startswith(r"\caption{"))
+    for fact in (r"mean $\pm$ std (ddof=1) over 3 seeds", r"embedded COCO\_tiny",
+                 "Depth Anything V2-S, cached", r"COCO val 5\% split",
+                 r"$^\dagger$: the CI excludes 0", "2000 resamples"):
+        assert fact in caption
+    assert "partial" not in caption.lower()
+
+
+def test_labels_are_latex_escaped(full_report):
+    latex = full_report.paths["table.tex"].read_text()
+    assert "add_s3" not in latex and r"add\_s3" in latex
+    assert latex_escape(r"50% & $x_1$ #{~^\}") == (
+        r"50\% \& \$x\_1\$ \#\{\textasciitilde{}\textasciicircum{}\textbackslash{}\}")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex not installed (apt-get install texlive-latex-base "
+                           "texlive-latex-recommended)")
+def test_latex_compiles_in_a_plain_article(full_report, tmp_path):
+    shutil.copy(full_report.paths["table.tex"], tmp_path / "table.tex")
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n"
+                                      "\\begin{document}\n\\input{table.tex}\n\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_csv_is_tidy_and_numeric(full_report):
+    table = pd.read_csv(full_report.paths["report.csv"])
+    assert list(table.columns) == ["variant", "label", "group", "metric", "mean", "std", "n",
+                                   "delta", "ci_low", "ci_high", "significant"]
+    for column in ("mean", "std", "delta", "ci_low", "ci_high"):
+        assert pd.api.types.is_float_dtype(table[column])
+    assert pd.api.types.is_integer_dtype(table["n"])
+    box = table[table["metric"] == "box_miou"].set_index("variant")
+    assert box.loc["fusion_add", "ci_low"] < 5.0 < box.loc["fusion_add", "ci_high"]
+    assert box.loc["depth_zero", "ci_low"] < 0.0 < box.loc["depth_zero", "ci_high"]
+    assert box.loc[["fusion_add", "depth_zero"], "significant"].tolist() == [True, False]
+    assert pd.isna(box.loc["rgb_only", "delta"])
+    assert (box["n"] == 3).all()
+
+
+def test_csv_keeps_extra_numeric_columns(full_report):
+    table = pd.read_csv(full_report.paths["report.csv"])
+    assert (table[table["metric"] == "wall_s"]["mean"] == 100.0).all()
+
+
+def test_markdown_breaks_box_miou_down_by_camouflage(full_report):
+    section = full_report.markdown.split("## Box mIoU by attribute: camouflaged")[1]
+    assert "| add_s3 |" in section and "not camouflaged" in section
+    table = pd.read_csv(full_report.paths["report.csv"]).set_index(["variant", "metric"])
+    camo = table.loc[("fusion_add", "box_miou@camouflaged")]
+    assert f"{camo['mean']:.1f} ± {camo['std']:.1f}" in section.split("| add_s3 |")[1]
+
+
+def test_markdown_of_a_complete_sweep_has_no_partial_note(full_report):
+    assert "partial" not in full_report.markdown
+    assert "## Incomplete cells" not in full_report.markdown
+    assert "| fusion | add_s3 | **" in full_report.markdown
+
+
+def test_partial_sweep_is_labelled_and_lists_failed_cells(partial_report):
+    markdown = partial_report.markdown
+    assert "partial: 9 of 12 cells complete" in markdown
+    assert "| add_s3 | 2 | FAIL | CUDA out of memory at step 12 |" in markdown
+    assert "| zero depth | 0 | RUNNING |" in markdown and "| zero depth | 1 | MISSING |" in markdown
+    latex = partial_report.paths["table.tex"].read_text()
+    assert "Partial: 9 of 12 cells complete." in latex
+    assert _row(latex, r"add\_s3 (n=2)")[0] == r"add\_s3 (n=2)"
+    assert _row(latex, "zero depth (n=1)")[1] != "--"
+
+
+def test_without_a_complete_baseline_tables_are_written_without_delta(tmp_path, sweep_writer):
+    root = sweep_writer(tmp_path / "s", incomplete={("rgb_only", s): ("FAIL", "NaN loss")
+                                                    for s in range(3)})
+    report = make_report(root, n_boot=100)
+    assert "no complete trial of the baseline 'rgb_only'" in report.markdown
+    table = pd.read_csv(report.paths["report.csv"])
+    assert table["delta"].isna().all()
+    latex = report.paths["table.tex"].read_text()
+    assert r"\dagger$ \\" not in latex and "No complete trial of the baseline" in latex
+    assert _row(latex, "RGB only (n=0)")[1:] == ["--"] * 10
+
+
+def test_rows_of_an_unfinished_variant_use_its_completed_seeds(partial_report):
+    results = load_results(partial_report.paths["table.tex"].parent.parent)
+    done = results.complete()
+    box = done[done["variant"] == "fusion_add"]["box_miou"]
+    table = pd.read_csv(partial_report.paths["report.csv"]).set_index(["variant", "metric"])
+    assert table.loc[("fusion_add", "box_miou"), "n"] == 2
+    assert table.loc[("fusion_add", "box_miou"), "mean"] == pytest.approx(box.mean())
