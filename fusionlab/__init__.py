@@ -1,11 +1,37 @@
-"""fusionlab: an ablation-study toolkit for RGB-D fusion in EfficientViT-SAM."""
-from fusionlab.errors import FusionlabError
-from fusionlab.fusion import FusionBlock, build_fusion, list_fusions, register_fusion
-from fusionlab.models import (EfficientViTSam, Predictor, SamConfig, build_model, list_models, load_checkpoint,
-                              register_model, save_checkpoint)
+"""fusionlab: an ablation-study toolkit for RGB-D fusion in EfficientViT-SAM.
+
+The names below are imported on first use, so that ``fusionlab.report`` (which reads result
+files only) does not pay for importing torch.
+"""
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["EfficientViTSam", "FusionBlock", "FusionlabError", "Predictor", "SamConfig", "build_fusion",
-           "build_model", "list_fusions", "list_models", "load_checkpoint", "register_fusion", "register_model",
-           "save_checkpoint"]
+_EXPORTS = {
+    "FusionlabError": "fusionlab.errors",
+    "FusionBlock": "fusionlab.fusion",
+    "build_fusion": "fusionlab.fusion",
+    "list_fusions": "fusionlab.fusion",
+    "register_fusion": "fusionlab.fusion",
+    "EfficientViTSam": "fusionlab.models",
+    "Predictor": "fusionlab.models",
+    "SamConfig": "fusionlab.models",
+    "build_model": "fusionlab.models",
+    "list_models": "fusionlab.models",
+    "load_checkpoint": "fusionlab.models",
+    "register_model": "fusionlab.models",
+    "save_checkpoint": "fusionlab.models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fusionlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -46,6 +46,29 @@ class ModelSection:
     checkpoint: Optional[str] = None
     init_depth_from_rgb: bool = True
 
+    def architecture(self):
+        """The model this section describes, with fresh weights."""
+        from fusionlab.models import build_model
+
+        return build_model(self.preset, fusion=self.fusion, fusion_point=self.fusion_point,
+                           fusion_kwargs=dict(self.fusion_kwargs), depth_input=self.depth_input, **self.overrides)
+
+    def build(self, checkpoint: Optional[str] = None):
+        """The model with ``checkpoint`` (default: this section's) loaded.
+
+        ``init_depth_from_rgb`` copies the RGB encoder into the depth encoder: after an official
+        (RGB) checkpoint is loaded, or, without a checkpoint, from the fresh RGB weights.
+        """
+        from fusionlab.models import load_checkpoint
+
+        model = self.architecture()
+        checkpoint = checkpoint or self.checkpoint
+        if checkpoint:
+            load_checkpoint(model, checkpoint, init_depth_from_rgb=self.init_depth_from_rgb)
+        elif self.init_depth_from_rgb and model.has_depth:
+            model.init_depth_from_rgb()
+        return model
+
 
 @dataclass
 class DataSection:
@@ -75,7 +98,8 @@ class TrainSection:
     Per image, ``box_prob`` of the steps prompt with the sampled masks' boxes, the rest with
     1…``max_points`` positive points inside each mask; ``multimask_prob`` of the steps use
     multimask output with only the best of the masks receiving gradient; loss
-    ``bce_weight``·BCE + ``dice_weight``·dice; AdamW with weight decay off on norms and
+    ``bce_weight``·BCE + ``dice_weight``·dice (+ ``iou_weight``·MSE of the IoU head, as SAM
+    trains it, so that picking the output with the best predicted IoU works); AdamW with weight decay off on norms and
     biases; cosine schedule after ``warmup_steps``; gradient clipping.
     """
 
@@ -92,6 +116,7 @@ class TrainSection:
     multimask_prob: float = 0.5
     bce_weight: float = 20.0
     dice_weight: float = 1.0
+    iou_weight: float = 1.0
     freeze: List[str] = field(default_factory=list)
     lr_multipliers: Dict[str, float] = field(default_factory=dict)
     seed: int = 0

@@ -28,9 +28,7 @@ import io
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +43,11 @@ from pycocotools.cocoeval import COCOeval
 from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
-from fusionlab.config import ModelSection, RunConfig, load_run_config
+from fusionlab.atomic import atomic_write_text
+from fusionlab.config import RunConfig, load_run_config
 from fusionlab.data.types import Instance
 from fusionlab.errors import FusionlabError
-from fusionlab.models import EfficientViTSam, Predictor, build_model, load_checkpoint
+from fusionlab.models import EfficientViTSam, Predictor
 
 COCO_SIZE_THRESHOLDS: Tuple[float, float] = (32.0 ** 2, 96.0 ** 2)
 SIZES: Tuple[str, ...] = ("small", "medium", "large")
@@ -481,11 +480,11 @@ def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- fusionlab eval
-def model_from_section(section: ModelSection) -> EfficientViTSam:
-    """The architecture a run config's ``model`` section describes (weights not loaded)."""
-    return build_model(section.preset, fusion=section.fusion, fusion_point=section.fusion_point,
-                       fusion_kwargs=dict(section.fusion_kwargs), depth_input=section.depth_input,
-                       **section.overrides)
+def write_result(folder: Path, result: EvalResult) -> None:
+    """``metrics.json`` (strict JSON: an empty bucket's NaN becomes null) and ``instances.csv``, atomically."""
+    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.metrics.items()}
+    atomic_write_text(Path(folder) / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(Path(folder) / "instances.csv", result.instances.to_csv(index=False))
 
 
 def eval_main(config_path: str, checkpoint: Optional[str], out_dir: Optional[str], overrides: List[str]) -> int:
@@ -497,19 +496,14 @@ def eval_main(config_path: str, checkpoint: Optional[str], out_dir: Optional[str
     config = load_run_config(config_path, overrides)
     if config.eval.detections and not Path(config.eval.detections).is_absolute():
         config.eval.detections = str((Path(config_path).parent / config.eval.detections).resolve())
-    model = model_from_section(config.model)
-    checkpoint = checkpoint or config.model.checkpoint
-    if checkpoint:
-        load_checkpoint(model, checkpoint, init_depth_from_rgb=config.model.init_depth_from_rgb)
-    else:
+    if not (checkpoint or config.model.checkpoint):
         log.warning("no --checkpoint and no model.checkpoint: evaluating random weights")
+    model = config.model.build(checkpoint)
     result = evaluate(model, config)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(out_dir) if out_dir else Path("results") / "runs" / f"{Path(config_path).stem}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.metrics.items()}
-    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    _write_atomic(out / "instances.csv", result.instances.to_csv(index=False))
+    write_result(out, result)
     print(format_metrics(result.metrics, config.eval.prompts))
     print(f"wrote {out / 'metrics.json'} and {out / 'instances.csv'}")
     return 0
@@ -531,14 +525,3 @@ def format_metrics(metrics: Dict[str, float], prompts: Sequence[str]) -> str:
 
 def _number(value: Optional[float]) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2f}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

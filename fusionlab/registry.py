@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import os
+import sys
 from importlib import metadata
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -116,7 +118,11 @@ def import_plugins(modules: Optional[Iterable[str]], where: str = "plugins") -> 
         modules: dotted module names (importable from ``sys.path`` or the working directory).
         where: the config path quoted in errors, e.g. ``"ablations/x.yaml: plugins[0]"``.
     """
-    for i, module in enumerate(modules or []):
+    modules = list(modules or [])
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        # A console script's sys.path lacks the working directory, where a user's plugin module sits.
+        sys.path.insert(0, os.getcwd())
+    for i, module in enumerate(modules):
         try:
             importlib.import_module(module)
         except ImportError as exc:

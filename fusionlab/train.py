@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import itertools
 import json
 import logging
@@ -34,15 +33,15 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from fusionlab.atomic import atomic_write_text
 from fusionlab.config import RunConfig, TrainSection, load_run_config
 from fusionlab.data import build_dataset
 from fusionlab.data.prompts import box_from_instance, sample_points
 from fusionlab.data.types import Sample
 from fusionlab.depth import build_depth_source
 from fusionlab.depth.base import DepthSource
-from fusionlab.depth.cache import atomic_write_bytes
 from fusionlab.errors import FusionlabError
-from fusionlab.models import EfficientViTSam, build_model, load_checkpoint, save_checkpoint
+from fusionlab.models import EfficientViTSam, save_checkpoint
 from fusionlab.models.sam import PIXEL_MEAN, PIXEL_STD
 
 log = logging.getLogger("fusionlab.train")
@@ -77,20 +76,8 @@ class TrainResult:
 
 # ------------------------------------------------------------------------------ model
 def build_run_model(config: RunConfig) -> EfficientViTSam:
-    """The model of ``config.model``, with its checkpoint loaded.
-
-    ``init_depth_from_rgb`` copies the RGB encoder into the depth encoder: after an official
-    (RGB) checkpoint is loaded, or, without a checkpoint, from the fresh RGB weights.
-    """
-    section = config.model
-    model = build_model(section.preset, fusion=section.fusion, fusion_point=section.fusion_point,
-                        fusion_kwargs=dict(section.fusion_kwargs), depth_input=section.depth_input,
-                        **section.overrides)
-    if section.checkpoint:
-        load_checkpoint(model, section.checkpoint, init_depth_from_rgb=section.init_depth_from_rgb)
-    elif section.init_depth_from_rgb and model.has_depth:
-        model.init_depth_from_rgb()
-    return model
+    """The model of ``config.model``, with its checkpoint loaded (see :meth:`ModelSection.build`)."""
+    return config.model.build()
 
 
 def part_modules(model: EfficientViTSam, part: str) -> List[nn.Module]:
@@ -297,33 +284,43 @@ def collate(items: List[Tuple[torch.Tensor, Optional[torch.Tensor], Targets]]
 
 
 # ------------------------------------------------------------------------------ loss
-def mask_losses(logits: torch.Tensor, masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-mask BCE and dice of every output.
+def mask_losses(logits: torch.Tensor, masks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-mask BCE, dice and the IoU each output actually reaches.
 
     Args:
         logits: ``(N, M, h, w)`` low-res logits covering the whole padded frame.
         masks: ``(N, S, S)`` bool targets in the encoder-input frame.
     Returns:
-        ``bce (N, M)`` (mean over pixels) and ``dice (N, M)`` (``1 - (2|p·t| + 1) / (|p| + |t| + 1)``).
+        ``bce (N, M)`` (mean over pixels), ``dice (N, M)`` (``1 - (2|p·t| + 1) / (|p| + |t| + 1)``)
+        and ``iou (N, M)`` of the thresholded output (no gradient: the IoU head's target).
     """
     logits = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
     targets = masks[:, None].float().expand_as(logits)
     bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(2).mean(-1)
     probs, targets = logits.sigmoid().flatten(2), targets.flatten(2)
     dice = 1.0 - (2.0 * (probs * targets).sum(-1) + 1.0) / (probs.sum(-1) + targets.sum(-1) + 1.0)
-    return bce, dice
+    with torch.no_grad():
+        hard = (logits.flatten(2) > 0).float()
+        intersection = (hard * targets).sum(-1)
+        iou = intersection / ((hard + targets).clamp(max=1).sum(-1)).clamp(min=1)
+    return bce, dice, iou
 
 
 def batch_loss(outputs: List[Tuple[torch.Tensor, torch.Tensor]], targets: List[Targets],
                train: TrainSection) -> Dict[str, torch.Tensor]:
     """The recipe's loss over every mask of the batch: for each prompt, the output with the
-    lowest weighted loss; the mean over prompts. Returns ``loss``, ``bce`` and ``dice`` (scalars)."""
-    bce, dice = (torch.cat(parts) for parts in zip(*(mask_losses(logits, t.masks.to(logits.device))
-                                                     for (logits, _), t in zip(outputs, targets))))
+    lowest weighted mask loss; the mean over prompts; plus, as SAM trains its IoU head,
+    ``iou_weight`` times the MSE between every output's predicted IoU and the IoU it reaches.
+    Returns ``loss``, ``bce``, ``dice`` and ``iou_mse`` (scalars)."""
+    parts = [mask_losses(logits, t.masks.to(logits.device)) for (logits, _), t in zip(outputs, targets)]
+    bce, dice, iou = (torch.cat(items) for items in zip(*parts))
+    iou_pred = torch.cat([pred.float() for _, pred in outputs])
     total = train.bce_weight * bce + train.dice_weight * dice
     best = total.argmin(dim=1, keepdim=True)
-    return {"loss": total.gather(1, best).mean(), "bce": bce.gather(1, best).mean().detach(),
-            "dice": dice.gather(1, best).mean().detach()}
+    iou_mse = F.mse_loss(iou_pred, iou)
+    return {"loss": total.gather(1, best).mean() + train.iou_weight * iou_mse,
+            "bce": bce.gather(1, best).mean().detach(), "dice": dice.gather(1, best).mean().detach(),
+            "iou_mse": iou_mse.detach()}
 
 
 # ------------------------------------------------------------------------------ loop
@@ -343,14 +340,10 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
 class StepLog:
     """``train_log.csv``: one row per logged step, flushed at once so a crash keeps it."""
 
-    FIELDS = ("step", "epoch", "loss", "bce", "dice", "lr", "seconds")
+    FIELDS = ("step", "epoch", "loss", "bce", "dice", "iou_mse", "lr", "seconds")
 
     def __init__(self, path: Path):
         self.handle = open(path, "w", newline="")
@@ -392,7 +385,7 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
     Args:
         config: the run (its ``train`` section holds the recipe's options).
         run_dir: created if needed; files: ``config.yaml``, ``train_log.csv`` (columns
-            step, epoch, loss, bce, dice, lr, seconds since the first step),
+            step, epoch, loss, bce, dice, iou_mse, lr, seconds since the first step),
             ``checkpoint.safetensors`` and, last, ``train_done.json``.
         progress: show tqdm bars.
         on_epoch_end: called as ``(epoch, model)`` after every epoch that ran (also one cut
@@ -477,7 +470,7 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
     """
     keep = [i for i, t in enumerate(targets) if t.masks.shape[0]]
     if not keep:
-        return {"loss": 0.0, "bce": 0.0, "dice": 0.0}
+        return {"loss": 0.0, "bce": 0.0, "dice": 0.0, "iou_mse": 0.0}
     targets = [targets[i] for i in keep]
     images = images[keep].to(device, non_blocking=True)
     depths = depths[keep].to(device, non_blocking=True) if depths is not None else None
@@ -486,7 +479,7 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
     losses = batch_loss(outputs, targets, train)
     loss_value = losses["loss"].item()
     if not math.isfinite(loss_value):
-        return {"loss": loss_value, "bce": float("nan"), "dice": float("nan")}
+        return {"loss": loss_value, "bce": float("nan"), "dice": float("nan"), "iou_mse": float("nan")}
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     if train.grad_clip > 0:
@@ -502,21 +495,17 @@ def default_run_dir(config_path: str) -> Path:
 
 
 def train_main(config_path: str, run_dir: Optional[str], overrides: List[str]) -> int:
-    """``fusionlab train CONFIG.yaml [--out DIR] [--set a.b=v ...]``: train, then evaluate when
-    :mod:`fusionlab.evaluate` is installed (``metrics.json`` and ``instances.csv`` in the run folder)."""
+    """``fusionlab train CONFIG.yaml [--out DIR] [--set a.b=v ...]``: train, then evaluate
+    (``metrics.json`` and ``instances.csv`` in the run folder)."""
+    from fusionlab.evaluate import evaluate, write_result
+
     config = load_run_config(config_path, overrides)
     folder = Path(run_dir) if run_dir else default_run_dir(config_path)
     result = train(config, folder)
     summary = f"trained {result.steps} steps in {result.wall_s:.1f} s, final loss {result.final_loss:.4f}"
-    if importlib.util.find_spec("fusionlab.evaluate") is not None:
-        from fusionlab.evaluate import evaluate
-
-        evaluation = evaluate(result.model, config)
-        atomic_write_text(folder / "metrics.json", json.dumps(evaluation.metrics, indent=2, default=float))
-        atomic_write_text(folder / "instances.csv", evaluation.instances.to_csv(index=False))
-        scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))
-        summary += f"; {scores}" if scores else ""
-    else:
-        log.info("fusionlab.evaluate is not available: evaluation skipped")
+    evaluation = evaluate(result.model, config)
+    write_result(folder, evaluation)
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))
+    summary += f"; {scores}" if scores else ""
     print(f"{summary}; run folder {folder}")
     return 0

@@ -47,7 +47,7 @@ def test_run_folder_holds_config_log_checkpoint_and_done_marker(tmp_path, fusion
     assert result.model.has_depth == (fusion is not None)
     with open(tmp_path / "train_log.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["step", "epoch", "loss", "bce", "dice", "lr", "seconds"]
+    assert list(rows[0]) == ["step", "epoch", "loss", "bce", "dice", "iou_mse", "lr", "seconds"]
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and [int(r["epoch"]) for r in rows] == [0, 0, 1, 1]
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
     assert float(rows[0]["lr"]) == pytest.approx(1e-3) and float(rows[-1]["lr"]) < 1e-3  # cosine decays
@@ -141,3 +141,21 @@ def test_train_main_trains_with_overrides_then_writes_the_evaluation(tmp_path, m
     assert pd.read_csv(run / "instances.csv").to_dict("list") == {"image_id": [0], "iou": [0.6125]}
     out = capsys.readouterr().out
     assert out.startswith("trained 1 steps in ") and f"box_miou 61.25; run folder {run}" in out
+
+
+def test_iou_head_learns_the_iou_its_masks_reach():
+    """The IoU head is trained (MSE to the reached IoU), so picking the best-predicted mask means something."""
+    import torch
+
+    from fusionlab.config import TrainSection
+    from fusionlab.train import batch_loss
+
+    logits = torch.full((2, 3, 8, 8), -10.0)
+    logits[:, 0, :4, :4] = 10.0  # output 0 predicts the top-left quarter exactly
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, :8, :8] = True
+    iou_pred = torch.zeros(2, 3, requires_grad=True)
+    losses = batch_loss([(logits, iou_pred)], [type("T", (), {"masks": masks})()], TrainSection())
+    assert losses["iou_mse"].item() == pytest.approx(1 / 3)  # reached IoUs are (1, 0, 0), predictions 0
+    losses["loss"].backward()
+    assert iou_pred.grad[:, 0].lt(0).all() and iou_pred.grad[:, 1:].eq(0).all()

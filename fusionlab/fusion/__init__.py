@@ -9,5 +9,6 @@ and built with ``build_fusion("gated", channels=256)``. Third-party blocks come 
 entry-point group ``fusionlab.fusions`` or from a module listed under ``plugins:`` in a YAML.
 """
 from fusionlab.fusion.base import FUSIONS, FusionBlock, build_fusion, list_fusions, register_fusion
+from fusionlab.fusion.contract import check_fusion_contract
 
-__all__ = ["FUSIONS", "FusionBlock", "build_fusion", "list_fusions", "register_fusion"]
+__all__ = ["FUSIONS", "FusionBlock", "build_fusion", "check_fusion_contract", "list_fusions", "register_fusion"]

@@ -99,3 +99,38 @@ def test_block_exposed_as_an_entry_point_is_found(tmp_path, monkeypatch, isolate
 def test_entry_points_are_not_visible_without_the_distribution(isolated_registry):
     with pytest.raises(FusionlabError, match="unknown fusion block 'ep_scale'"):
         build_fusion("ep_scale", 4)
+
+
+@pytest.mark.parametrize("name", ["add", "concat", "gated", "cross_attention", "se", "rectify"])
+def test_public_contract_check_passes_for_every_builtin(name):
+    from fusionlab.fusion import build_fusion, check_fusion_contract
+
+    check_fusion_contract(build_fusion(name, channels=16))
+
+
+def test_public_contract_check_catches_a_block_that_ignores_the_rgb_start():
+    import torch
+
+    from fusionlab.fusion import FusionBlock, check_fusion_contract
+
+    class Average(FusionBlock):
+        def forward(self, rgb_feats, depth_feats):
+            return (rgb_feats + depth_feats) / 2
+
+    with pytest.raises(AssertionError, match="must equal rgb_feats exactly"):
+        check_fusion_contract(Average(4))
+
+    class DoubleZero(FusionBlock):
+        def __init__(self, channels):
+            super().__init__(channels)
+            self.first = torch.nn.Conv2d(channels, channels, 1)
+            self.second = torch.nn.Conv2d(channels, channels, 1)
+            for layer in (self.first, self.second):
+                torch.nn.init.zeros_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
+
+        def forward(self, rgb_feats, depth_feats):
+            return rgb_feats + self.second(self.first(depth_feats))
+
+    with pytest.raises(AssertionError, match="no gradient"):
+        check_fusion_contract(DoubleZero(4))

@@ -1,0 +1,353 @@
+"""The sweep YAML: a base run, named variants and/or a grid, seeds, where results go.
+
+Layout (every key optional but ``base`` in practice)::
+
+    name: fusion                 # results/<name>/; default: the file's stem
+    storage: null                # optuna storage URL, or journal:<path>; default sqlite:///results/<name>/study.db
+    seeds: [0, 1, 2]
+    plugins: [my_fusions]        # modules imported before any name is checked
+    base: {model: ..., data: ..., depth: ..., train: ..., eval: ...}   # a RunConfig mapping
+    variants:                    # overrides of base, deep-merged
+      - {name: add, group: fusion, model: {fusion: add}}
+      - {name: shuffled, group: control, model: {fusion: add}, depth: {source: shuffled}}
+    grid: {model.fusion: [add, concat], model.fusion_point: [neck, stage3]}   # product, generated names
+    search: {n_trials: 20, params: {train.lr: {low: 1.0e-5, high: 1.0e-3, log: true}}, pruner: median}
+    keep_checkpoints: false
+    latency: {runs: 10, warmup: 3}
+    heartbeat: {interval: 30, grace: 120}
+
+The RGB-only baseline ``rgb_only`` (``model.fusion: null``) is added when not listed.
+Every variant's RunConfig is built and its names checked when the file is loaded, so a
+typo fails at once with its YAML path.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from fusionlab.config import RunConfig, apply_override, from_dict, read_yaml, validate_names
+from fusionlab.errors import FusionlabError
+from fusionlab.registry import import_plugins
+
+BASELINE = "rgb_only"
+GROUPS = ("baseline", "fusion", "control")
+# Depth sources that replace real depth by a signal without scene geometry: grid cells using them are controls.
+CONTROL_SOURCES = ("constant", "noise", "shuffled", "rgb")
+PRUNERS = ("median", "none")
+SECTIONS = ("model", "data", "depth", "train", "eval")
+# Fields that change where or how fast a run goes, not its result: left out of the cell key.
+_RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every"), "eval": ("device",)}
+
+
+@dataclass
+class VariantSpec:
+    """One named variant: overrides of ``base``, section by section."""
+
+    name: str = ""
+    group: str = "fusion"
+    label: Optional[str] = None
+    model: Dict[str, Any] = field(default_factory=dict)
+    data: Dict[str, Any] = field(default_factory=dict)
+    depth: Dict[str, Any] = field(default_factory=dict)
+    train: Dict[str, Any] = field(default_factory=dict)
+    eval: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchParam:
+    """A continuous knob for the TPE search: uniform (or log-uniform) in ``[low, high]``."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+
+
+@dataclass
+class SearchSection:
+    """TPE search over continuous knobs of one variant, pruned on a quick val mIoU per epoch.
+
+    Attributes:
+        n_trials: trials to run in total (across workers and reruns).
+        params: dotted RunConfig key -> range, e.g. ``train.lr: {low: 1.0e-5, high: 1.0e-3, log: true}``.
+        pruner: ``median`` (stop a trial whose epoch score is below the median of earlier
+            trials at that epoch) or ``none``.
+        variant: the variant whose knobs are searched; default the first non-baseline one.
+        eval_images: images of the val split scored at each epoch end for pruning.
+    """
+
+    n_trials: int = 20
+    params: Dict[str, SearchParam] = field(default_factory=dict)
+    pruner: str = "median"
+    variant: Optional[str] = None
+    eval_images: int = 8
+
+
+@dataclass
+class LatencySection:
+    """Forward-latency measurement of each trained model against the RGB-only model."""
+
+    enabled: bool = True
+    runs: int = 10
+    warmup: int = 3
+
+
+@dataclass
+class HeartbeatSection:
+    """A worker beats every ``interval`` s; a RUNNING trial silent for ``grace`` s is failed and retried."""
+
+    interval: int = 30
+    grace: int = 120
+
+
+@dataclass
+class SweepFile:
+    """The sweep YAML as written (see the module docstring)."""
+
+    name: Optional[str] = None
+    storage: Optional[str] = None
+    results_dir: str = "results"
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    plugins: List[str] = field(default_factory=list)
+    base: Dict[str, Any] = field(default_factory=dict)
+    variants: List[VariantSpec] = field(default_factory=list)
+    grid: Dict[str, List[Any]] = field(default_factory=dict)
+    search: Optional[SearchSection] = None
+    keep_checkpoints: bool = False
+    latency: LatencySection = field(default_factory=LatencySection)
+    heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)
+
+
+@dataclass
+class Variant:
+    """A resolved variant: its RunConfig (``train.seed`` set per cell) and its display data."""
+
+    name: str
+    group: str
+    label: str
+    config: RunConfig
+    key: str  # hash of the config's result-relevant fields; part of every cell key
+
+    def summary(self) -> Dict[str, Any]:
+        """The ``sweep.json`` entry of this variant."""
+        fused = self.config.model.fusion is not None
+        return {"name": self.name, "group": self.group, "fusion": self.config.model.fusion,
+                "fusion_point": self.config.model.fusion_point if fused else None,
+                "depth_source": self.config.depth.source if fused else None, "label": self.label}
+
+
+@dataclass
+class Cell:
+    """One (variant, seed) unit of work: one trial when it succeeds."""
+
+    variant: Variant
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """Stable across reruns and machines; changes when the variant's config changes."""
+        return f"{self.variant.name}/seed={self.seed}/{self.variant.key}"
+
+    def run_config(self) -> RunConfig:
+        config = copy.deepcopy(self.variant.config)
+        config.train.seed = self.seed
+        return config
+
+
+@dataclass
+class SweepConfig:
+    """A loaded, validated sweep."""
+
+    name: str
+    source: Path
+    storage: str
+    results: Path
+    seeds: List[int]
+    variants: List[Variant]
+    plugins: List[str]
+    search: Optional[SearchSection]
+    keep_checkpoints: bool
+    latency: LatencySection
+    heartbeat: HeartbeatSection
+
+    @property
+    def baseline(self) -> Variant:
+        return next(v for v in self.variants if v.name == BASELINE)
+
+    def cells(self) -> List[Cell]:
+        """Every (variant, seed) cell, variants in file order, then seeds."""
+        return [Cell(v, s) for v in self.variants for s in self.seeds]
+
+
+def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optional[str] = None) -> SweepConfig:
+    """Read, type-check and validate a sweep YAML; ``overrides`` are ``a.b=value`` strings.
+
+    Imports ``plugins`` first, then builds and checks every variant's RunConfig.
+    """
+    path = Path(path)
+    raw = read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    spec = from_dict(SweepFile, raw, str(path))
+    name = spec.name or path.stem
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise FusionlabError(f"{path}: name={name!r}: expected letters, digits, '_', '-' or '.' (it names a folder)")
+    _check_lists(spec, path)
+    import_plugins(spec.plugins, f"{path}: plugins")
+    base = from_dict(RunConfig, spec.base, f"{path}: base")
+    if base.model.checkpoint and not (path.parent / base.model.checkpoint).is_file():
+        raise FusionlabError(f"{path}: base.model.checkpoint: {(path.parent / base.model.checkpoint).resolve()} "
+                             f"does not exist (relative paths are read from the sweep file's folder)")
+    variants = _explicit_variants(spec, path) + _grid_variants(spec, path)
+    if not any(v.name == BASELINE for v in variants):
+        variants.insert(0, _variant(spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only",
+                                    f"{path}: {BASELINE} (added baseline)", path))
+    names = [v.name for v in variants]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise FusionlabError(f"{path}: variant name {repeated[0]!r} is used twice; variant names must be unique")
+    results = Path(spec.results_dir) / name
+    if spec.search is not None:
+        _check_search(spec.search, variants, path)
+    return SweepConfig(name=name, source=path, storage=storage or spec.storage or f"sqlite:///{results}/study.db",
+                       results=results, seeds=spec.seeds, variants=variants, plugins=spec.plugins,
+                       search=spec.search, keep_checkpoints=spec.keep_checkpoints, latency=spec.latency,
+                       heartbeat=spec.heartbeat)
+
+
+def _check_lists(spec: SweepFile, path: Path) -> None:
+    if not spec.seeds:
+        raise FusionlabError(f"{path}: seeds: expected at least one seed, e.g. [0, 1, 2]")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise FusionlabError(f"{path}: seeds={spec.seeds}: a seed is repeated")
+    if spec.heartbeat.interval < 1 or spec.heartbeat.grace <= spec.heartbeat.interval:
+        raise FusionlabError(f"{path}: heartbeat: expected interval >= 1 s and grace > interval, got "
+                             f"interval={spec.heartbeat.interval}, grace={spec.heartbeat.grace}")
+    if spec.latency.runs < 1 or spec.latency.warmup < 0:
+        raise FusionlabError(f"{path}: latency: expected runs >= 1 and warmup >= 0")
+
+
+def _explicit_variants(spec: SweepFile, path: Path) -> List[Variant]:
+    variants = []
+    for i, item in enumerate(spec.variants):
+        where = f"{path}: variants[{i}]"
+        if not item.name:
+            raise FusionlabError(f"{where}.name: missing; every variant needs a name")
+        if item.group not in GROUPS:
+            raise FusionlabError(f"{where}.group: {item.group!r} is not a group; allowed: {', '.join(GROUPS)}")
+        patch = {s: getattr(item, s) for s in SECTIONS if getattr(item, s)}
+        variant = _variant(spec.base, patch, item.name, item.group, item.label or item.name, where, path)
+        if item.name == BASELINE and variant.config.model.fusion is not None:
+            raise FusionlabError(f"{where}: {BASELINE!r} is the RGB-only baseline; it needs model.fusion: null")
+        variants.append(variant)
+    return variants
+
+
+def _grid_variants(spec: SweepFile, path: Path) -> List[Variant]:
+    """One variant per combination of the grid's values; RGB-only combinations are the baseline's."""
+    if not spec.grid:
+        return []
+    keys = list(spec.grid)
+    for key in keys:
+        section = key.split(".")[0]
+        if section not in SECTIONS or "." not in key:
+            raise FusionlabError(f"{path}: grid.{key}: expected a dotted key under one of {', '.join(SECTIONS)} "
+                                 f"(e.g. model.fusion)")
+        if not spec.grid[key]:
+            raise FusionlabError(f"{path}: grid.{key}: expected a non-empty list of values")
+    variants = []
+    for values in itertools.product(*(spec.grid[k] for k in keys)):
+        patch: Dict[str, Any] = {}
+        for key, value in zip(keys, values):
+            set_dotted(patch, key, value)
+        name = "_".join(_slug(v) for v in values)
+        where = f"{path}: grid ({', '.join(f'{k}={v}' for k, v in zip(keys, values))})"
+        variant = _variant(spec.base, patch, name, "fusion", name, where, path)
+        if variant.config.model.fusion is None:
+            continue
+        if variant.config.depth.source in CONTROL_SOURCES:
+            variant.group = "control"
+        variants.append(variant)
+    return variants
+
+
+def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str, label: str, where: str,
+             path: Path) -> Variant:
+    """Build and validate the RunConfig of ``base`` deep-merged with ``patch``."""
+    config = from_dict(RunConfig, _merge(base, patch), where)
+    validate_names(config, where)
+    if group == "fusion" and config.model.fusion is None:
+        raise FusionlabError(f"{where}: group 'fusion' needs a fusion block (model.fusion); use group "
+                             f"'baseline' for an RGB-only variant")
+    key = _config_key(config)
+    checkpoint = config.model.checkpoint
+    if checkpoint and not Path(checkpoint).is_absolute():
+        config.model.checkpoint = str((path.parent / checkpoint).resolve())
+    if checkpoint and not Path(config.model.checkpoint).is_file():
+        raise FusionlabError(f"{where}: model.checkpoint: {config.model.checkpoint} does not exist "
+                             f"(relative paths are read from the sweep file's folder)")
+    return Variant(name=name, group=group, label=label, config=config, key=key)
+
+
+def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data[a][b] = value`` for ``dotted = "a.b"``, creating mappings on the way."""
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise FusionlabError(f"{dotted}: {key} is not a section")
+    data[last] = value
+
+
+def _merge(base: Dict[str, Any], patch: Dict[str, Any]) -> Dict[str, Any]:
+    """``base`` with ``patch`` merged in: mappings recursively, anything else replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _config_key(config: RunConfig) -> str:
+    """8 hex digits over the config fields that change a run's result (seed excluded: cells add it)."""
+    data = config.to_dict()
+    data["train"].pop("seed")
+    for section, names in _RUNTIME_FIELDS.items():
+        for name in names:
+            data[section].pop(name)
+    data.pop("plugins")
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _slug(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", "none" if value is None else str(value)).strip("-")
+
+
+def _check_search(search: SearchSection, variants: List[Variant], path: Path) -> None:
+    where = f"{path}: search"
+    if search.pruner not in PRUNERS:
+        raise FusionlabError(f"{where}.pruner: {search.pruner!r}; allowed: {', '.join(PRUNERS)}")
+    if search.n_trials < 1 or search.eval_images < 1:
+        raise FusionlabError(f"{where}: expected n_trials >= 1 and eval_images >= 1")
+    if not search.params:
+        raise FusionlabError(f"{where}.params: expected at least one knob, e.g. train.lr: {{low: 1.0e-5, high: "
+                             f"1.0e-3, log: true}}")
+    names = [v.name for v in variants]
+    if search.variant is not None and search.variant not in names:
+        raise FusionlabError(f"{where}.variant: {search.variant!r} is not a variant; known: {', '.join(names)}")
+    for key, knob in search.params.items():
+        if key.split(".")[0] not in SECTIONS or "." not in key:
+            raise FusionlabError(f"{where}.params.{key}: expected a dotted key under one of {', '.join(SECTIONS)}")
+        if knob.low is None or knob.high is None or not knob.low < knob.high or (knob.log and knob.low <= 0):
+            raise FusionlabError(f"{where}.params.{key}: expected low < high (and low > 0 with log: true), got "
+                                 f"low={knob.low}, high={knob.high}")
+        trial_config = copy.deepcopy(variants[-1].config.to_dict())
+        set_dotted(trial_config, key, knob.low)
+        from_dict(RunConfig, trial_config, f"{where}.params.{key}")

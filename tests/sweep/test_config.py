@@ -1,0 +1,55 @@
+"""Sweep YAML errors are one line with their YAML path, found before anything trains; grids expand."""
+from __future__ import annotations
+
+import pytest
+
+from fusionlab.errors import FusionlabError
+from fusionlab.sweep import load_sweep, sweep_main
+
+
+def _error(path) -> str:
+    with pytest.raises(FusionlabError) as err:
+        load_sweep(path)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_misspelt_key_in_a_variant_names_its_path(make_sweep):
+    variants = [{"name": "add", "model": {"fusion": "add"}}, {"name": "cat", "model": {"fusoin": "concat"}}]
+    message = _error(make_sweep(variants=variants))
+    assert "variants[1].model.fusoin: unknown key" in message
+    assert "fusion" in message.split("allowed keys:")[1]
+
+
+def test_unknown_fusion_name_suggests_close_matches(make_sweep):
+    message = _error(make_sweep(variants=[{"name": "x", "model": {"fusion": "concatt"}}]))
+    assert "variants[0]" in message and "'concatt'" in message and "did you mean 'concat'" in message
+
+
+def test_unknown_sweep_level_key_lists_the_allowed_ones(make_sweep):
+    message = _error(make_sweep(seed=[0]))
+    assert "sweep.yaml.seed: unknown key" in message and "seeds" in message
+
+
+def test_grid_expands_to_named_variants_with_groups_and_the_baseline(make_sweep):
+    sweep = load_sweep(make_sweep(variants=[], grid={"model.fusion": ["add", "concat"],
+                                                     "depth.source": ["dataset", "shuffled"]}))
+    assert [(v.name, v.group) for v in sweep.variants] == [
+        ("rgb_only", "baseline"), ("add_dataset", "fusion"), ("add_shuffled", "control"),
+        ("concat_dataset", "fusion"), ("concat_shuffled", "control")]
+    assert sweep.variants[0].config.model.fusion is None
+    assert len(sweep.cells()) == 10 and len({c.key for c in sweep.cells()}) == 10
+    assert sweep.variants[2].config.depth.source == "shuffled"
+
+
+def test_overrides_change_the_cell_keys_and_dry_run_lists_pending_cells(make_sweep, capsys):
+    config = make_sweep()
+    keys = {c.key for c in load_sweep(config).cells()}
+    changed = {c.key for c in load_sweep(config, ["base.train.lr=0.001"]).cells()}
+    assert keys.isdisjoint(changed)  # a changed recipe never reuses old results
+    assert {c.key for c in load_sweep(config, ["base.train.device=cuda"]).cells()} == keys
+    assert sweep_main(str(config), dry_run=True) == 0
+    out = capsys.readouterr().out
+    assert "0/4 cells complete" in out and out.count("pending") == 4
+    assert not (config.parent / "results").exists()
