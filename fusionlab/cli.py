@@ -147,7 +147,8 @@ def cmd_depth(args: argparse.Namespace) -> int:
         name = config.data.eval_dataset if split == "val" and config.data.eval_dataset else config.data.dataset
         dataset = build_dataset(name, **options)
         counts = precompute(source, dataset, progress=not args.quiet)
-        print(f"{split}: {dataset.describe()}: {counts}")
+        print(f"{split}: {dataset.describe()}: {counts['images']} images, {counts['computed']} computed, "
+              f"{counts['cached']} already cached ({counts['seconds']:.1f} s) by {counts['source']}")
     return 0
 
 
@@ -161,12 +162,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from fusionlab.report import make_report
 
-    written = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot)
-    markdown = written.pop("markdown", None)
-    if markdown and not args.quiet:
-        print(markdown)
-    for kind, path in written.items():
-        print(f"{kind}: {path}")
+    report = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot)
+    if not args.quiet:
+        print(report.markdown)
+    print(f"wrote {', '.join(sorted(report.paths))} to {next(iter(report.paths.values())).parent}")
     return 0
 
 

@@ -168,6 +168,21 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def resolve_device(name: str, key: str):
+    """The torch device a config's ``device`` value names: ``auto`` is CUDA when there is one.
+
+    ``key`` is the config key quoted in the error (``train.device``).
+    """
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise FusionlabError(f"{key}: {name!r} is not a torch device; expected auto, cpu, cuda or cuda:N") from exc
+
+
 def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     """A YAML file's top-level mapping; a missing or malformed file is a one-line error."""
     path = Path(path)

@@ -44,7 +44,7 @@ from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
 from fusionlab.atomic import atomic_write_text
-from fusionlab.config import RunConfig, load_run_config
+from fusionlab.config import RunConfig, load_run_config, resolve_device
 from fusionlab.data.types import Instance
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, Predictor
@@ -362,16 +362,6 @@ def _detection_results(predictor: Predictor, detections: List[dict], image_id: i
 
 
 # ---------------------------------------------------------------- the run
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise FusionlabError(f"eval.device: {name!r} is not a torch device; "
-                             f"expected auto, cpu, cuda or cuda:N") from exc
-
-
 def _val_dataset(config: RunConfig):
     from fusionlab.data import build_dataset
 
@@ -422,7 +412,7 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     count = len(dataset) if limit is None else min(int(limit), len(dataset))
     depth_source = _depth_source(model, config, dataset, progress)
     was_training = model.training
-    model.to(_device(config.eval.device)).eval()
+    model.to(resolve_device(config.eval.device, "eval.device")).eval()
     predictor = Predictor(model)
     rows: List[Dict[str, Any]] = []
     results: List[dict] = []

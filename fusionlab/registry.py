@@ -8,6 +8,7 @@ modules a config names under ``plugins:`` (see :func:`import_plugins`).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import importlib
@@ -51,10 +52,8 @@ class Registry:
                     f"{self.kind} {name!r} is registered twice: by {_qualname(existing)} and by "
                     f"{_qualname(factory)}; pick another name")
             self._entries[name] = factory
-            try:
+            with contextlib.suppress(AttributeError, TypeError):  # e.g. a builtin has no attributes
                 factory.registry_name = name
-            except (AttributeError, TypeError):
-                pass
             return factory
 
         return decorator

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fusionlab.atomic import atomic_write_text
-from fusionlab.config import RunConfig, TrainSection, load_run_config
+from fusionlab.config import RunConfig, TrainSection, load_run_config, resolve_device
 from fusionlab.data import build_dataset
 from fusionlab.data.prompts import box_from_instance, sample_points
 from fusionlab.data.types import Sample
@@ -324,15 +324,6 @@ def batch_loss(outputs: List[Tuple[torch.Tensor, torch.Tensor]], targets: List[T
 
 
 # ------------------------------------------------------------------------------ loop
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise FusionlabError(f"train.device: {name!r} is not a torch device (e.g. auto, cpu, cuda, cuda:1)") from exc
-
-
 def autocast(device: torch.device, precision: str):
     """bf16 autocast for ``bf16`` (``auto`` on CUDA), nothing for ``fp32`` (``auto`` elsewhere)."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
@@ -401,7 +392,7 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     torch.manual_seed(train_cfg.seed)
-    device = resolve_device(train_cfg.device)
+    device = resolve_device(train_cfg.device, "train.device")
     model = build_run_model(config)
     items, loader = make_loader(config, model, device, progress)
     model.to(device)

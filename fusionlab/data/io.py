@@ -64,11 +64,7 @@ def read_depth(path: Path, expected_hw: Optional[Tuple[int, int]] = None,
         expected_hw: ``(H, W)`` of the image it belongs to; a different size is an error.
         depth_scale: metres per stored unit; None picks 0.001 for integer data, 1.0 for float.
     """
-    raw = _read_depth_array(path)
-    if raw.ndim == 3 and raw.shape[2] == 1:
-        raw = raw[:, :, 0]
-    if raw.ndim != 2:
-        raise FusionlabError(f"{path}: depth has shape {raw.shape}; expected one channel (H, W)")
+    raw = read_depth_array(path)
     if expected_hw is not None and raw.shape != tuple(expected_hw):
         raise FusionlabError(f"{path}: depth is {raw.shape[0]}x{raw.shape[1]} (HxW) but its image is "
                              f"{expected_hw[0]}x{expected_hw[1]}")
@@ -81,21 +77,33 @@ def read_depth(path: Path, expected_hw: Optional[Tuple[int, int]] = None,
     return depth
 
 
-def _read_depth_array(path: Path) -> np.ndarray:
+def read_depth_array(path: Path) -> np.ndarray:
+    """The raw 2-D numeric array of a depth file (16-bit or 8-bit grey PNG, ``.npy``, TIFF), unscaled."""
     if not path.is_file():
         raise FusionlabError(f"{path}: depth file not found")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix in (".tif", ".tiff"):
+            array = np.load(path, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
             import tifffile
-            return tifffile.imread(path)
-        with Image.open(path) as im:
-            return np.asarray(im)
+            array = tifffile.imread(path)
+        else:
+            with Image.open(path) as im:
+                if im.mode not in ("I;16", "I;16B", "I", "L", "F"):
+                    raise FusionlabError(f"{path}: PNG mode {im.mode}; expected a single-channel (16-bit or "
+                                         f"8-bit grey) PNG")
+                array = np.asarray(im)
+    except FusionlabError:
+        raise
     except Exception as exc:  # every decoder has its own exception types; all mean "unreadable"
         raise FusionlabError(f"{path}: cannot read depth ({type(exc).__name__}: {exc}); expected a 16-bit "
                              f"PNG, .npy or TIFF") from exc
+    array = np.squeeze(array)
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise FusionlabError(f"{path}: depth holds a {array.dtype} array of shape {array.shape}; expected one "
+                             f"channel (H, W)")
+    return array
 
 
 def write_depth_png(path: Path, depth_m: np.ndarray) -> None:

@@ -1,7 +1,8 @@
 """Procedural RGB-D scenes: a z-buffered pinhole rendering of textured primitives in a room.
 
-The camera sits at the origin looking down +z (x right, y down, as image axes go), 1.2 m
-above a floor plane, facing a back wall 6-8 m away. Spheres, rotated boxes, thin slabs and
+The camera sits at the origin looking down +z (x right, y down, as image axes go), 0.7-1.8 m
+above a floor plane and rolled by up to 15 degrees, facing a back wall 6-8 m away; the
+layout varies from scene to scene so that one scene's depth says little about another's. Spheres, rotated boxes, thin slabs and
 capped cylinders float or rest on the floor at 1.5 m to the wall; each pixel's ray is
 intersected with every surface in closed form, and the nearest hit wins. Colour is a solid
 texture times Lambertian shading from one directional light plus ambient; depth is the
@@ -28,7 +29,8 @@ PALETTE = np.array([
 ], dtype=np.float32)
 
 FIELD_OF_VIEW_DEG = 60.0
-CAMERA_HEIGHT_M = 1.2
+CAMERA_HEIGHT_M = (0.7, 1.8)
+CAMERA_ROLL_RAD = 0.25
 NEAREST_M = 1.5
 AMBIENT = 0.35
 CAMOUFLAGE_SHADING = 0.25  # how much of its own shading a camouflaged object keeps
@@ -79,6 +81,12 @@ def render_scene(rng: np.random.Generator, image_size: int, camouflage: float,
             return scene
 
 
+def _roll(angle: float) -> np.ndarray:
+    """Rotation about the optical (z) axis."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=np.float32)
+
+
 def _camera_rays(size: int) -> np.ndarray:
     """``(size*size, 3)`` ray directions through pixel centres, scaled so that z = 1."""
     focal = (size / 2) / np.tan(np.radians(FIELD_OF_VIEW_DEG) / 2)
@@ -90,8 +98,11 @@ def _camera_rays(size: int) -> np.ndarray:
 def _render_once(rng: np.random.Generator, rays: np.ndarray, size: int, camouflage: float,
                  objects_per_image: Tuple[int, int]) -> Scene:
     wall_z = rng.uniform(6.0, 8.0)
+    height = rng.uniform(*CAMERA_HEIGHT_M)
+    roll = _roll(rng.uniform(-CAMERA_ROLL_RAD, CAMERA_ROLL_RAD))
+    rays = rays @ roll.T  # world-frame directions; a roll about z keeps each ray's z, so t is still depth
     light = _unit(np.array([rng.uniform(-0.7, 0.7), -rng.uniform(0.6, 1.2), -rng.uniform(0.4, 1.0)]))
-    bg_t, bg_normal, bg_albedo = _background(rng, rays, wall_z)
+    bg_t, bg_normal, bg_albedo = _background(rng, rays, wall_z, height)
     bg_shade = _lambert(bg_normal, light)
     bg_colour = bg_albedo * bg_shade[:, None]
 
@@ -99,7 +110,7 @@ def _render_once(rng: np.random.Generator, rays: np.ndarray, size: int, camoufla
     hits, shapes, camo, albedos = [], [], [], []
     for _ in range(count):
         shape = SHAPES[rng.choice(len(SHAPES), p=[0.3, 0.3, 0.25, 0.15])]
-        hit = _place_and_intersect(rng, rays, shape, size, wall_z)
+        hit = _place_and_intersect(rng, rays, shape, size, wall_z, height, roll)
         hits.append(hit)
         shapes.append(shape)
         camo.append(bool(rng.random() < camouflage))
@@ -129,11 +140,12 @@ def _render_once(rng: np.random.Generator, rays: np.ndarray, size: int, camoufla
                  shapes=[shapes[k] for k in kept], camouflaged=[camo[k] for k in kept])
 
 
-def _background(rng: np.random.Generator, rays: np.ndarray, wall_z: float
+def _background(rng: np.random.Generator, rays: np.ndarray, wall_z: float, height: float
                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Depth ``(N,)``, normals ``(N, 3)`` and albedo ``(N, 3)`` of the back wall and the floor."""
+    """Depth ``(N,)``, normals ``(N, 3)`` and albedo ``(N, 3)`` of the back wall and the floor
+    ``height`` metres below the camera."""
     with np.errstate(divide="ignore"):
-        floor_t = np.where(rays[:, 1] > 0, CAMERA_HEIGHT_M / rays[:, 1], np.inf)
+        floor_t = np.where(rays[:, 1] > 0, height / rays[:, 1], np.inf)
     on_floor = floor_t < wall_z
     t = np.where(on_floor, floor_t, wall_z).astype(np.float32)
     points = rays * t[:, None]
@@ -145,8 +157,9 @@ def _background(rng: np.random.Generator, rays: np.ndarray, wall_z: float
 
 
 def _place_and_intersect(rng: np.random.Generator, rays: np.ndarray, shape: str, size: int,
-                         wall_z: float) -> _Hit:
-    """Draw a pose and size for ``shape`` somewhere in view and intersect every ray with it."""
+                         wall_z: float, height: float, roll: np.ndarray) -> _Hit:
+    """Draw a pose and size for ``shape`` somewhere in view and intersect every (world-frame) ray
+    with it; the camera is ``height`` above the floor and rolled by ``roll``."""
     scale = float(np.exp(rng.uniform(np.log(0.08), np.log(0.7))))
     rotation = _rotation(rng)  # for a sphere it only turns the texture
     if shape == "sphere":
@@ -162,9 +175,9 @@ def _place_and_intersect(rng: np.random.Generator, rays: np.ndarray, shape: str,
     z = rng.uniform(NEAREST_M + reach, max(NEAREST_M + reach, wall_z - reach - 0.05))
     pixel = rng.uniform(0.05, 0.95, size=2) * size
     focal = (size / 2) / np.tan(np.radians(FIELD_OF_VIEW_DEG) / 2)
-    centre = np.array([(pixel[0] - size / 2) / focal * z, (pixel[1] - size / 2) / focal * z, z])
+    centre = roll @ np.array([(pixel[0] - size / 2) / focal * z, (pixel[1] - size / 2) / focal * z, z])
     half_height = float(np.abs(rotation[1]) @ half)  # y half-extent of the rotated box bounds
-    centre[1] = min(centre[1], CAMERA_HEIGHT_M - half_height)  # nothing sinks into the floor
+    centre[1] = min(centre[1], height - half_height)  # nothing sinks into the floor
     intersect: Dict[str, Callable[..., _Hit]] = {
         "sphere": _intersect_sphere, "box": _intersect_box, "slab": _intersect_box,
         "cylinder": _intersect_cylinder}

@@ -36,7 +36,7 @@ from fusionlab.data.io import write_depth_png, write_rgb_png
 from fusionlab.data.scenes import SHAPES, render_scene
 from fusionlab.errors import FusionlabError
 
-GENERATOR_VERSION = 1  # bump whenever the renderer's output changes
+GENERATOR_VERSION = 2  # bump whenever the renderer's output changes
 SPLITS: Dict[str, int] = {"train": 0, "val": 1}  # the split enters every image's seed
 DEFAULT_NUM_IMAGES: Dict[str, int] = {"train": 200, "val": 50}
 # COCO's buckets are absolute areas for images of about 640x480 pixels.

@@ -19,12 +19,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Optional
 
 import numpy as np
 
+from fusionlab.atomic import atomic_write_bytes
 from fusionlab.data.types import Sample
 from fusionlab.errors import FusionlabError
 
@@ -49,19 +49,6 @@ def image_fingerprint(image: np.ndarray) -> str:
     digest = hashlib.blake2b(str(image.shape).encode(), digest_size=6)
     digest.update(np.ascontiguousarray(image).tobytes())
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class DepthCache:

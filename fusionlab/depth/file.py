@@ -5,9 +5,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Tuple
 
 import numpy as np
-import tifffile
-from PIL import Image
 
+from fusionlab.data.io import read_depth_array
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DepthSource, register_depth_source
 from fusionlab.errors import FusionlabError
@@ -55,7 +54,7 @@ class FileDepth(DepthSource):
 
     def raw_map(self, sample: Sample, index: int) -> Tuple[np.ndarray, str]:
         path = self.path(sample)
-        depth = read_map(path)
+        depth = read_depth_array(path).astype(np.float32)
         bad = int((~np.isfinite(depth)).sum())
         if bad:
             raise FusionlabError(f"{path}: {bad} NaN/inf values; depth files must be finite (write 0 where "
@@ -68,26 +67,3 @@ class FileDepth(DepthSource):
 
     def describe(self) -> str:
         return f"{self.raw} files from {self.folder.name} ({self.output}, {self.normalize})"
-
-
-def read_map(path: Path) -> np.ndarray:
-    """The 2-D float32 array stored in a PNG, ``.npy`` or TIFF file."""
-    try:
-        if path.suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif path.suffix == ".png":
-            with Image.open(path) as image:
-                if image.mode not in ("I;16", "I;16B", "I", "L", "F"):
-                    raise FusionlabError(f"{path}: PNG mode {image.mode}; expected a single-channel (16-bit "
-                                         f"or 8-bit grey) PNG")
-                array = np.array(image)
-        else:
-            array = tifffile.imread(path)
-    except (OSError, ValueError) as exc:
-        raise FusionlabError(f"{path}: cannot read depth map ({type(exc).__name__}: {exc})") from exc
-    array = np.squeeze(array)
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise FusionlabError(f"{path}: holds a {array.dtype} array of shape {array.shape}; expected one 2-D "
-                             f"numeric map")
-    return array.astype(np.float32)
-

@@ -34,6 +34,14 @@ class CrossAttentionFusion(FusionBlock):
     (L = 256) that is about 1.1 GMAC and a 4096 x 256 score matrix per head; full attention
     (L = 4096) would be about 9.7 GMAC with a 4096 x 4096 matrix per head.
 
+    Locality prior: each head adds ``-slope_h * d**2`` to its scores, ``d`` the distance between
+    the query pixel and the key cell in key-grid cells, with slopes spread geometrically
+    (head ``h`` looks over about ``2**(h/2 - 1)`` cells at init) and learnable (as ALiBi's
+    distance bias, Press et al., ICLR 2022, in 2-D). Without it, randomly initialised queries and
+    keys attend uniformly, each pixel gets the depth of the whole image, and in a short
+    fine-tune the block learns next to nothing; with it, the block starts by reading the
+    depth around each pixel and learns what else to look at.
+
     Init: PyTorch defaults everywhere except the output projection ``O``, which is zero
     (weight and bias), so the block starts as the RGB model exactly and ``O`` gets
     gradient from the first step.
@@ -59,6 +67,8 @@ class CrossAttentionFusion(FusionBlock):
         self.key = nn.Linear(self.channels, self.channels)
         self.value = nn.Linear(self.channels, self.channels)
         self.out = nn.Linear(self.channels, self.channels)
+        sigmas = 2.0 ** (torch.arange(num_heads, dtype=torch.float32) / 2 - 1)
+        self.log_slope = nn.Parameter(torch.log(1.0 / (2 * sigmas ** 2)))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -80,10 +90,24 @@ class CrossAttentionFusion(FusionBlock):
         query = self._split_heads(self.query(rgb_tokens + rgb_pos))
         key = self._split_heads(self.key(depth_tokens + depth_pos))
         value = self._split_heads(self.value(depth_tokens))
-        attended = F.scaled_dot_product_attention(query, key, value)  # (B, heads, H*W, C/heads)
+        bias = self._locality_bias(height, width, kv_height, kv_width, query.dtype)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)  # (B, heads, H*W, C/heads)
         attended = attended.transpose(1, 2).reshape(batch, height * width, channels)
         update = self.out(attended).transpose(1, 2).reshape(batch, channels, height, width)
         return rgb_feats + update
+
+    def _locality_bias(self, height: int, width: int, kv_height: int, kv_width: int, dtype: torch.dtype
+                       ) -> torch.Tensor:
+        """``(heads, H*W, L)`` score bias ``-slope_h * (squared distance in key cells)``."""
+        device = self.log_slope.device
+        qy = (torch.arange(height, device=device) + 0.5) * (kv_height / height)
+        qx = (torch.arange(width, device=device) + 0.5) * (kv_width / width)
+        ky = torch.arange(kv_height, device=device) + 0.5
+        kx = torch.arange(kv_width, device=device) + 0.5
+        dy = (qy[:, None] - ky[None, :]) ** 2  # (H, kv_H)
+        dx = (qx[:, None] - kx[None, :]) ** 2  # (W, kv_W)
+        squared = (dy[:, None, :, None] + dx[None, :, None, :]).reshape(height * width, kv_height * kv_width)
+        return (-self.log_slope.exp()[:, None, None] * squared).to(dtype)
 
     def _split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, C)`` -> ``(B, heads, N, C/heads)``."""

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
@@ -11,6 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from fusionlab.atomic import atomic_write
 from fusionlab.errors import FusionlabError
 from fusionlab.models.config import SamConfig
 from fusionlab.models.sam import EfficientViTSam
@@ -62,15 +61,8 @@ def save_checkpoint(model: EfficientViTSam, path: Union[str, Path]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={CONFIG_METADATA_KEY: json.dumps(model.config.to_dict())})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    metadata = {CONFIG_METADATA_KEY: json.dumps(model.config.to_dict())}
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
 def _shapes(state: Dict[str, torch.Tensor]) -> Dict[str, Tuple[int, ...]]:

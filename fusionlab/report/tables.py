@@ -82,8 +82,8 @@ def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Colum
             columns.append(Column(f"{prompt}_miou", (latex_escape(header), "mIoU"),
                                   f"{header} mIoU"))
     columns += [
-        Column("params_m", ("Params", "(M)"), "Params (M)", higher_is_better=False, spread=False),
-        Column("gmacs", ("GMACs", ""), "GMACs", higher_is_better=False, spread=False),
+        Column("params_m", ("Params", "(M)"), "Params (M)", digits=2, higher_is_better=False, spread=False),
+        Column("gmacs", ("GMACs", ""), "GMACs", digits=2, higher_is_better=False, spread=False),
         Column("latency_ratio", ("Latency", r"($\times$RGB)"), "Latency (× RGB)", digits=2,
                higher_is_better=False),
     ]

@@ -17,6 +17,7 @@ a rerun retries failures once and never retrains a finished cell.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -40,8 +41,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from tqdm import tqdm
 
+from fusionlab.atomic import atomic_write_bytes
 from fusionlab.config import RunConfig
-from fusionlab.depth.cache import atomic_write_bytes
 from fusionlab.errors import FusionlabError
 from fusionlab.sweep.config import BASELINE, Cell, SweepConfig, load_sweep
 
@@ -94,13 +95,11 @@ def fail_stale_trials(study: optuna.Study, grace: float) -> List[int]:
         beat = trial.user_attrs.get("heartbeat")
         if beat is None or now - float(beat) <= grace:
             continue
-        try:
+        with contextlib.suppress(ValueError, RuntimeError):  # another worker failed it first
             study.tell(trial.number, state=TrialState.FAIL)
             failed.append(trial.number)
             log.warning("trial %d (%s) had no heartbeat for %.0f s: marked FAIL, its cell will be retried",
                         trial.number, trial.user_attrs.get("cell"), now - float(beat))
-        except (ValueError, RuntimeError):
-            pass  # another worker failed it first
     return failed
 
 

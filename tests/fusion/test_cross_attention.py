@@ -40,7 +40,8 @@ def test_shape_and_parameter_count(channels):
     block = CrossAttentionFusion(channels)
     rgb = torch.randn(3, channels, 4, 9)
     assert block(rgb, torch.randn_like(rgb)).shape == rgb.shape
-    expected = 4 * (channels**2 + channels) + 2 * (2 * channels)  # 4 linear layers, 2 layer norms
+    # 4 linear layers, 2 layer norms, one locality slope per head
+    expected = 4 * (channels**2 + channels) + 2 * (2 * channels) + block.num_heads
     assert block.num_parameters == sum(p.numel() for p in block.parameters()) == expected
 
 
@@ -90,3 +91,12 @@ def test_heads_must_divide_channels():
 def test_mismatched_inputs_name_both_shapes():
     with pytest.raises(FusionlabError, match=r"\(1, 8, 4, 4\).*\(1, 8, 4\)"):
         CrossAttentionFusion(8)(torch.randn(1, 8, 4, 4), torch.randn(1, 8, 4))
+
+
+def test_locality_prior_makes_each_pixel_read_the_depth_around_it():
+    """At init (random Q/K), the sharpest head's attention peaks on the query's own key cell."""
+    block = CrossAttentionFusion(16, num_heads=4, kv_size=8)
+    bias = block._locality_bias(8, 8, 8, 8, torch.float32)
+    assert bias.shape == (4, 64, 64)
+    assert torch.equal(bias[0].argmax(dim=1), torch.arange(64))
+    assert (bias[0].diagonal() == 0).all() and (bias[-1] > bias[0] - 1e-6).all()
