@@ -42,7 +42,7 @@ from fusionlab.depth import build_depth_source
 from fusionlab.depth.base import DepthSource
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, save_checkpoint
-from fusionlab.models.sam import PIXEL_MEAN, PIXEL_STD
+from fusionlab.models.sam import preprocess_depth, preprocess_image, resized_shape
 
 log = logging.getLogger("fusionlab.train")
 
@@ -169,21 +169,18 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 # ------------------------------------------------------------------------------ data
 class InputFrame:
-    """The model's input preprocessing, detached from the model.
-
-    DataLoader workers must not touch the model, whose buffers may live on the GPU, so this
-    holds CPU copies of what :meth:`EfficientViTSam.preprocess` and ``preprocess_depth`` read
-    and runs those same functions.
-    """
-
-    resized_shape = staticmethod(EfficientViTSam.resized_shape)
-    preprocess = EfficientViTSam.preprocess
-    preprocess_depth = EfficientViTSam.preprocess_depth
+    """The model's input frames, detached from the model (DataLoader workers must not touch a
+    model whose buffers may live on the GPU): images and depth as :func:`preprocess_image` and
+    :func:`preprocess_depth` make them, masks into the same frame, prompts into the prompt frame."""
 
     def __init__(self, image_size: Tuple[int, int]):
         self.image_size = tuple(image_size)
-        self.pixel_mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1) / 255.0
-        self.pixel_std = torch.tensor(PIXEL_STD).view(3, 1, 1) / 255.0
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        return preprocess_image(image, self.image_size[1])
+
+    def preprocess_depth(self, depth: np.ndarray, image_shape: Tuple[int, int]) -> torch.Tensor:
+        return preprocess_depth(depth, self.image_size[1], image_shape)
 
     def masks(self, masks: np.ndarray) -> torch.Tensor:
         """``(K, H, W)`` bool → ``(K, S, S)`` bool in the encoder-input frame: resized like the
@@ -192,7 +189,7 @@ class InputFrame:
         height, width = masks.shape[1:]
         tensor = torch.from_numpy(masks).float()[:, None]
         if max(height, width) != size:
-            new_h, new_w = self.resized_shape(height, width, size)
+            new_h, new_w = resized_shape(height, width, size)
             tensor = F.interpolate(tensor, size=(new_h, new_w), mode="bilinear", align_corners=False,
                                    antialias=max(height, width) > size)
         tensor = tensor[:, 0] >= 0.5
@@ -200,7 +197,7 @@ class InputFrame:
 
     def prompt_scale(self, height: int, width: int) -> np.ndarray:
         """``(2,)`` factors taking original ``(x, y)`` pixels to the prompt frame (as the predictor does)."""
-        new_h, new_w = self.resized_shape(height, width, self.image_size[0])
+        new_h, new_w = resized_shape(height, width, self.image_size[0])
         return np.array([new_w / width, new_h / height], dtype=np.float32)
 
 

@@ -107,33 +107,15 @@ class EfficientViTSam(nn.Module):
     @staticmethod
     def resized_shape(height: int, width: int, long_side: int) -> Tuple[int, int]:
         """The (h, w) of an image whose longest side is scaled to ``long_side`` (rounded half up)."""
-        scale = long_side / max(height, width)
-        return int(height * scale + 0.5), int(width * scale + 0.5)
+        return resized_shape(height, width, long_side)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """``(H, W, 3)`` uint8 RGB → ``(3, S, S)`` float: resized (PIL bilinear) so the long side is
-        ``S = image_size[1]``, scaled to [0, 1], normalised with SAM's mean/std, padded bottom-right with 0."""
-        check_image(image)
-        size = self.image_size[1]
-        height, width = image.shape[:2]
-        if max(height, width) != size:
-            new_h, new_w = self.resized_shape(height, width, size)
-            image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-        tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div(255.0)
-        tensor = (tensor - self.pixel_mean.cpu()) / self.pixel_std.cpu()
-        return F.pad(tensor, (0, size - tensor.shape[2], 0, size - tensor.shape[1]))
+        """See :func:`preprocess_image`, at this model's encoder input size."""
+        return preprocess_image(image, self.image_size[1])
 
     def preprocess_depth(self, depth: np.ndarray, image_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """``(H, W)`` float depth map in [0, 1] → ``(1, S, S)``: resized like the image (bilinear), padded with 0."""
-        check_depth(depth, image_shape)
-        size = self.image_size[1]
-        height, width = depth.shape
-        tensor = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
-        if max(height, width) != size:
-            new_h, new_w = self.resized_shape(height, width, size)
-            tensor = F.interpolate(tensor, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                                   antialias=max(height, width) > size)
-        return F.pad(tensor[0], (0, size - tensor.shape[3], 0, size - tensor.shape[2]))
+        """See :func:`preprocess_depth`, at this model's encoder input size."""
+        return preprocess_depth(depth, self.image_size[1], image_shape)
 
     def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, int],
                           original_size: Tuple[int, int]) -> torch.Tensor:
@@ -219,6 +201,41 @@ class EfficientViTSam(nn.Module):
             rgb = dict(rgb)
             rgb[key] = rgb[key].sum(dim=1, keepdim=True)
         self.depth_encoder.load_state_dict({k: v for k, v in rgb.items() if k in own}, strict=True)
+
+
+def resized_shape(height: int, width: int, long_side: int) -> Tuple[int, int]:
+    """The (h, w) of an image whose longest side is scaled to ``long_side`` (rounded half up)."""
+    scale = long_side / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def preprocess_image(image: np.ndarray, size: int) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB → ``(3, size, size)`` float, as the official predictor: resized (PIL
+    bilinear) so the long side is ``size``, scaled to [0, 1], normalised with SAM's mean/std,
+    padded bottom-right with 0. A plain function (no model), so DataLoader workers can run it."""
+    check_image(image)
+    height, width = image.shape[:2]
+    if max(height, width) != size:
+        new_h, new_w = resized_shape(height, width, size)
+        image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div(255.0)
+    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1) / 255.0
+    std = torch.tensor(PIXEL_STD).view(3, 1, 1) / 255.0
+    tensor = (tensor - mean) / std
+    return F.pad(tensor, (0, size - tensor.shape[2], 0, size - tensor.shape[1]))
+
+
+def preprocess_depth(depth: np.ndarray, size: int, image_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    """``(H, W)`` float depth map in [0, 1] → ``(1, size, size)``: resized like the image (bilinear,
+    antialiased when shrinking), padded with 0."""
+    check_depth(depth, image_shape)
+    height, width = depth.shape
+    tensor = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
+    if max(height, width) != size:
+        new_h, new_w = resized_shape(height, width, size)
+        tensor = F.interpolate(tensor, size=(new_h, new_w), mode="bilinear", align_corners=False,
+                               antialias=max(height, width) > size)
+    return F.pad(tensor[0], (0, size - tensor.shape[3], 0, size - tensor.shape[2]))
 
 
 def check_image(image: object) -> None:
