@@ -3,8 +3,9 @@
     python benchmarks/latency.py [--preset efficientvit-sam-l0] [--fusion-point neck] [--device cpu]
 
 Latency is one image through the encoder(s), the fusion block(s) and one box prompt's
-decoder, as a ratio to the RGB-only model measured interleaved in the same run (absolute
-times are printed too, but only a GPU's are worth quoting). Target: ``add`` ≤ 1.9×.
+decoder, as a ratio to the RGB-only model: the models take turns one forward at a time over
+``--runs`` rounds and the medians are compared (absolute times are printed too, but only a
+GPU's are worth quoting). Target: ``add`` ≤ 1.9×.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--preset", action="append", help="model preset(s) (default: l0 and nano)")
     parser.add_argument("--fusion-point", default="neck")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=7, help="timed rounds of alternating forwards")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
@@ -34,7 +35,7 @@ def main() -> None:
             models[block] = build_model(preset, fusion=block, fusion_point=args.fusion_point)
         for model in models.values():
             model.to(device).eval()
-        ratios = latency_ratios(models, "rgb-only", rounds=args.rounds)
+        ratios = latency_ratios(models, "rgb-only", runs=args.runs)
         base_seconds = latency_seconds(models["rgb-only"])
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
             f"CPU, {torch.get_num_threads()} threads"

@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from fusionlab.errors import FusionlabError
+
+EXIT_SOME_FAILED = 3  # fusionlab sweep: some cells (or every search trial) did not complete
 
 EPILOG = """\
 typical session:
@@ -22,6 +25,27 @@ typical session:
   fusionlab predict --checkpoint ckpt.safetensors --image img.png --depth d.png --box 10,10,80,90 --out m.png
 
 Run 'fusionlab COMMAND --help' for the options of a command.
+"""
+
+
+SWEEP_EPILOG = """\
+storage URLs (--storage, or storage: in the YAML):
+  sqlite:///results/fusion/study.db        the default: one machine, any number of workers
+  postgresql://user:password@host:5432/db  several machines; needs psycopg 3: pip install 'fusionlab[postgres]'
+  postgresql+psycopg2://...                the same with psycopg2 (pip install psycopg2-binary)
+  journal:/shared/disk/fusion.log          optuna's journal file on a shared disk, no database
+  The results folder (results/<name>/) is bound to its study (store.json): a launch with
+  another storage or study is refused instead of overwriting its files.
+
+resuming and dead workers:
+  Rerun the same command at any time: COMPLETE cells are kept, failed and interrupted ones
+  run again. Each worker writes a heartbeat every heartbeat.interval s (default 30); a cell
+  whose worker is silent for heartbeat.grace s (default 120) is failed as stale and run
+  again by any worker, in the same launch. A worker with nothing left to claim says which
+  cells it waits for. So a killed worker's cell restarts after about 2-2.5 minutes by default.
+
+exit codes: 0 every cell complete, 2 bad input, 3 some cells did not complete (see trials.csv).
+Watch a running study: optuna-dashboard sqlite:///results/fusion/study.db
 """
 
 
@@ -123,15 +147,44 @@ def cmd_demo_image(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fusionlab.train import train_main
+    from fusionlab.config import load_run_config
+    from fusionlab.evaluate import evaluate, write_result
+    from fusionlab.train import train
 
-    return train_main(args.config, args.out, args.set or [])
+    config = load_run_config(args.config, args.set or [])
+    folder = Path(args.out) if args.out else _default_run_dir(args.config)
+    result = train(config, folder)
+    summary = f"trained {result.steps} steps in {result.wall_s:.1f} s, final loss {result.final_loss:.4f}"
+    evaluation = evaluate(result.model, config)
+    write_result(folder, evaluation)
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))
+    summary += f"; {scores}" if scores else ""
+    print(f"{summary}; run folder {folder}")
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from fusionlab.evaluate import eval_main
+    from fusionlab.config import load_run_config
+    from fusionlab.evaluate import evaluate, format_metrics, write_result
 
-    return eval_main(args.config, args.checkpoint, args.out, args.set or [])
+    config = load_run_config(args.config, args.set or [])
+    if config.eval.detections and not Path(config.eval.detections).is_absolute():
+        config.eval.detections = str((Path(args.config).parent / config.eval.detections).resolve())
+    if not (args.checkpoint or config.model.checkpoint):
+        logging.getLogger("fusionlab").warning("no --checkpoint and no model.checkpoint: evaluating random weights")
+    model = config.model.build(args.checkpoint)
+    result = evaluate(model, config)
+    out = Path(args.out) if args.out else _default_run_dir(args.config)
+    out.mkdir(parents=True, exist_ok=True)
+    write_result(out, result)
+    print(format_metrics(result.metrics, config.eval.prompts))
+    print(f"wrote {out / 'metrics.json'} and {out / 'instances.csv'}")
+    return 0
+
+
+def _default_run_dir(config_path: str) -> Path:
+    """``results/runs/<config stem>-<YYYYmmdd-HHMMSS>``."""
+    return Path("results") / "runs" / f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
@@ -153,10 +206,54 @@ def cmd_depth(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from fusionlab.sweep import sweep_main
+    from fusionlab.sweep import load_sweep
 
-    return sweep_main(args.config, workers=args.workers, storage=args.storage, overrides=args.set or [],
-                      dry_run=args.dry_run)
+    sweep = load_sweep(args.config, args.set or [], args.storage)
+    if sweep.search is not None:
+        return _search(sweep, args)
+    if args.dry_run:
+        return _dry_run(sweep)
+    from fusionlab.sweep import run_sweep
+
+    outcome = run_sweep(sweep, workers=args.workers)
+    if outcome.incomplete:
+        print(f"{len(outcome.incomplete)} of {outcome.total} cells did not complete; their errors are in "
+              f"{outcome.results / 'trials.csv'}; run the same command again to retry them", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    print(f"{outcome.total} of {outcome.total} cells complete in {outcome.results}; "
+          f"next: fusionlab report {outcome.results}")
+    return 0
+
+
+def _dry_run(sweep) -> int:
+    from fusionlab.sweep import describe_cells
+    from fusionlab.sweep.store import redact
+
+    rows = describe_cells(sweep)
+    print(f"sweep {sweep.name}: {len(sweep.variants)} variants x {len(sweep.seeds)} seeds = {len(rows)} cells; "
+          f"storage {redact(sweep.storage)}")
+    for row in rows:
+        trial = f"trial {row.trial}" if row.trial is not None else ""
+        print(f"  {row.variant:<24} {row.group:<9} seed {row.seed:<4} {row.state:<9} {trial}")
+    print(f"{sum(r.state == 'COMPLETE' for r in rows)}/{len(rows)} cells complete")
+    return 0
+
+
+def _search(sweep, args: argparse.Namespace) -> int:
+    from fusionlab.sweep.search import run_search
+    from fusionlab.sweep.store import redact
+
+    variant = sweep.search_variant()
+    if args.dry_run:
+        print(f"search {sweep.name}-search: {sweep.search.n_trials} TPE trials of variant {variant.name} over "
+              f"{', '.join(sweep.search.params)}; storage {redact(sweep.storage)}")
+        return 0
+    outcome = run_search(sweep, workers=args.workers)
+    if outcome.best_trial is None:
+        print(f"no search trial completed; see {outcome.csv}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    print(f"best trial {outcome.best_trial}: box mIoU {outcome.best_value:.2f} with {outcome.best_params}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -229,13 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_depth)
 
     p = sub.add_parser("sweep", help="run an ablation: every variant x seed, trained and evaluated, resumable",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EPILOG,
                        description="Run every (variant, seed) cell of an ablation YAML into an optuna study. "
                                    "Rerunning skips completed cells and retries failed or stale ones; several "
                                    "workers (or machines) can share one storage.")
     p.add_argument("config", help="sweep YAML, e.g. ablations/fusion.yaml")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes on the same study (default 1)")
-    p.add_argument("--storage", help="optuna storage URL (default: sqlite:///results/<name>/study.db)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes on the same study, splitting the CPU cores (default 1)")
+    p.add_argument("--storage", metavar="URL",
+                   help="optuna storage (default: sqlite:///<results>/<name>/study.db); see below")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key, e.g. seeds=[0]")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
     p.set_defaults(func=cmd_sweep)
 

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -43,11 +42,11 @@ from pycocotools.cocoeval import COCOeval
 from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
-from fusionlab.atomic import atomic_write_text
-from fusionlab.config import RunConfig, load_run_config, resolve_device
+from fusionlab.config import RunConfig, resolve_device
 from fusionlab.data.types import Instance
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, Predictor
+from fusionlab.results import write_evaluation
 
 COCO_SIZE_THRESHOLDS: Tuple[float, float] = (32.0 ** 2, 96.0 ** 2)
 SIZES: Tuple[str, ...] = ("small", "medium", "large")
@@ -362,13 +361,13 @@ def _detection_results(predictor: Predictor, detections: List[dict], image_id: i
 
 
 # ---------------------------------------------------------------- the run
-def _val_dataset(config: RunConfig):
+def val_dataset(config: RunConfig):
     from fusionlab.data import build_dataset
 
     return build_dataset(config.data.eval_dataset or config.data.dataset, **config.data.val)
 
 
-def _depth_source(model: EfficientViTSam, config: RunConfig, dataset: Any, progress: bool):
+def eval_depth_source(model: EfficientViTSam, config: RunConfig, dataset: Any, progress: bool):
     """The depth source of an RGB-D model, prepared on ``dataset``; None for an RGB-only model."""
     if not model.has_depth:
         return None
@@ -387,7 +386,7 @@ def _attributes(instance: Instance) -> Dict[str, Any]:
 
 
 def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, progress: bool = True,
-             max_images: Optional[int] = None) -> EvalResult:
+             max_images: Optional[int] = None, depth_source: Any = None) -> EvalResult:
     """Run the zero-shot protocol of ``config.eval`` on the validation set.
 
     Args:
@@ -398,6 +397,8 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
         dataset: a dataset to evaluate on instead of the config's val set.
         progress: show a progress bar over images.
         max_images: evaluate the first images only (default ``config.eval.max_images``; None: all).
+        depth_source: a depth source already prepared on ``dataset`` (see :func:`eval_depth_source`),
+            for callers that evaluate one dataset many times; default: the config's, prepared here.
     """
     want_box, click_counts = parse_prompts(config.eval.prompts)
     if config.eval.max_detections < 1:
@@ -405,12 +406,15 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     if config.eval.prompt_batch < 1:
         raise FusionlabError(f"eval.prompt_batch={config.eval.prompt_batch}; expected at least 1")
     detections = read_detections(config.eval.detections) if config.eval.detections else None
-    dataset = _val_dataset(config) if dataset is None else dataset
+    dataset = val_dataset(config) if dataset is None else dataset
     gt_file = annotation_file(dataset) if detections is not None else None
     thresholds = tuple(getattr(dataset, "size_thresholds", COCO_SIZE_THRESHOLDS))
     limit = max_images if max_images is not None else config.eval.max_images
     count = len(dataset) if limit is None else min(int(limit), len(dataset))
-    depth_source = _depth_source(model, config, dataset, progress)
+    if depth_source is None:
+        depth_source = eval_depth_source(model, config, dataset, progress)
+    elif not model.has_depth:
+        depth_source = None
     was_training = model.training
     model.to(resolve_device(config.eval.device, "eval.device")).eval()
     predictor = Predictor(model)
@@ -472,31 +476,7 @@ def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
 # ---------------------------------------------------------------- fusionlab eval
 def write_result(folder: Path, result: EvalResult) -> None:
     """``metrics.json`` (strict JSON: an empty bucket's NaN becomes null) and ``instances.csv``, atomically."""
-    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.metrics.items()}
-    atomic_write_text(Path(folder) / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    atomic_write_text(Path(folder) / "instances.csv", result.instances.to_csv(index=False))
-
-
-def eval_main(config_path: str, checkpoint: Optional[str], out_dir: Optional[str], overrides: List[str]) -> int:
-    """``fusionlab eval CONFIG.yaml --checkpoint X [--out DIR] [--set a.b=v]``.
-
-    Writes ``metrics.json`` and ``instances.csv`` to ``out_dir`` (default
-    ``results/runs/<config>-<time>``) and prints the metrics.
-    """
-    config = load_run_config(config_path, overrides)
-    if config.eval.detections and not Path(config.eval.detections).is_absolute():
-        config.eval.detections = str((Path(config_path).parent / config.eval.detections).resolve())
-    if not (checkpoint or config.model.checkpoint):
-        log.warning("no --checkpoint and no model.checkpoint: evaluating random weights")
-    model = config.model.build(checkpoint)
-    result = evaluate(model, config)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(out_dir) if out_dir else Path("results") / "runs" / f"{Path(config_path).stem}-{stamp}"
-    out.mkdir(parents=True, exist_ok=True)
-    write_result(out, result)
-    print(format_metrics(result.metrics, config.eval.prompts))
-    print(f"wrote {out / 'metrics.json'} and {out / 'instances.csv'}")
-    return 0
+    write_evaluation(Path(folder), result.metrics, result.instances)
 
 
 def format_metrics(metrics: Dict[str, float], prompts: Sequence[str]) -> str:

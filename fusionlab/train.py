@@ -22,7 +22,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -34,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fusionlab.atomic import atomic_write_text
-from fusionlab.config import RunConfig, TrainSection, load_run_config, resolve_device
+from fusionlab.config import RunConfig, TrainSection, resolve_device
 from fusionlab.data import build_dataset
 from fusionlab.data.prompts import box_from_instance, sample_points
 from fusionlab.data.types import Sample
@@ -474,26 +473,3 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], train.grad_clip)
     optimizer.step()
     return {name: value.item() for name, value in losses.items()}
-
-
-# ------------------------------------------------------------------------------ CLI
-def default_run_dir(config_path: str) -> Path:
-    """``results/runs/<config stem>-<YYYYmmdd-HHMMSS>``."""
-    return Path("results") / "runs" / f"{Path(config_path).stem}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def train_main(config_path: str, run_dir: Optional[str], overrides: List[str]) -> int:
-    """``fusionlab train CONFIG.yaml [--out DIR] [--set a.b=v ...]``: train, then evaluate
-    (``metrics.json`` and ``instances.csv`` in the run folder)."""
-    from fusionlab.evaluate import evaluate, write_result
-
-    config = load_run_config(config_path, overrides)
-    folder = Path(run_dir) if run_dir else default_run_dir(config_path)
-    result = train(config, folder)
-    summary = f"trained {result.steps} steps in {result.wall_s:.1f} s, final loss {result.final_loss:.4f}"
-    evaluation = evaluate(result.model, config)
-    write_result(folder, evaluation)
-    scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))
-    summary += f"; {scores}" if scores else ""
-    print(f"{summary}; run folder {folder}")
-    return 0

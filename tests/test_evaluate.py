@@ -16,7 +16,8 @@ import fusionlab.evaluate as evaluation
 from fusionlab.config import RunConfig
 from fusionlab.data import build_dataset
 from fusionlab.errors import FusionlabError
-from fusionlab.evaluate import Click, EvalResult, eval_main, evaluate, next_click, size_bucket, summarize
+from fusionlab.cli import main
+from fusionlab.evaluate import Click, EvalResult, evaluate, next_click, size_bucket, summarize
 from fusionlab.models import Predictor, build_model, save_checkpoint
 
 HEIGHT, WIDTH = 48, 64
@@ -295,10 +296,11 @@ def write_run_yaml(tmp_path, coco_set) -> Path:
     return path
 
 
-def test_eval_main_writes_metrics_and_instances(coco_set, tmp_path, capsys):
+def test_eval_command_writes_metrics_and_instances(coco_set, tmp_path, capsys):
     checkpoint = save_checkpoint(demo_model(), tmp_path / "model.safetensors")
     out = tmp_path / "out"
-    assert eval_main(str(write_run_yaml(tmp_path, coco_set)), str(checkpoint), str(out), ["eval.max_images=1"]) == 0
+    assert main(["eval", str(write_run_yaml(tmp_path, coco_set)), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--set", "eval.max_images=1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 1 and metrics["box_miou_large"] is None
     table = pd.read_csv(out / "instances.csv")
@@ -307,11 +309,13 @@ def test_eval_main_writes_metrics_and_instances(coco_set, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["instances.csv", "metrics.json"]  # no temp files left
 
 
-def test_eval_main_rejects_a_checkpoint_of_another_model(coco_set, tmp_path):
+def test_eval_command_rejects_a_checkpoint_of_another_model(coco_set, tmp_path, capsys):
     checkpoint = save_checkpoint(demo_model(fusion="add"), tmp_path / "rgbd.safetensors")
-    with pytest.raises(FusionlabError, match="does not fit this model") as err:
-        eval_main(str(write_run_yaml(tmp_path, coco_set)), str(checkpoint), str(tmp_path / "out"), [])
-    assert "\n" not in str(err.value)
+    assert main(["eval", str(write_run_yaml(tmp_path, coco_set)), "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "does not fit this model" in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_prompt_batch_does_not_change_results(coco_set, dataset):

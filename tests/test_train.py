@@ -11,8 +11,8 @@ from fusionlab.config import RunConfig, from_dict
 from fusionlab.errors import FusionlabError
 from fusionlab.models import read_config
 from fusionlab.models.checkpoint import read_state_dict
-from fusionlab.train import (TrainingDiverged, build_run_model, param_groups, part_modules, train,
-                             train_main)
+from fusionlab.cli import main
+from fusionlab.train import TrainingDiverged, build_run_model, param_groups, part_modules, train
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -121,7 +121,7 @@ def test_unknown_freeze_part_is_a_one_line_error_listing_the_parts(tmp_path):
                                 "fusion, neck, prompt_encoder, decoder")
 
 
-def test_train_main_trains_with_overrides_then_writes_the_evaluation(tmp_path, monkeypatch, capsys):
+def test_train_command_trains_with_overrides_then_writes_the_evaluation(tmp_path, monkeypatch, capsys):
     import fusionlab.evaluate
 
     def evaluate(model, config, dataset=None, progress=True):
@@ -133,7 +133,7 @@ def test_train_main_trains_with_overrides_then_writes_the_evaluation(tmp_path, m
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_config().to_dict()))
 
-    assert train_main(str(path), str(tmp_path / "run"), ["train.max_steps=1"]) == 0
+    assert main(["train", str(path), "--out", str(tmp_path / "run"), "--set", "train.max_steps=1"]) == 0
 
     run = tmp_path / "run"
     assert json.loads((run / "train_done.json").read_text())["steps"] == 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -15,17 +15,16 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _example_inputs(model: EfficientViTSam, batch: int = 1, device: Optional[torch.device] = None):
-    size = model.image_size[1]
+def _example_inputs(model: EfficientViTSam, batch: int = 1, device: Optional[torch.device] = None
+                    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+    """Images ``(B, 3, S, S)``, depths ``(B, 1, S, S)`` (RGB-D only) and one box ``(1, 4)`` in the prompt frame."""
+    size, frame = model.image_size[1], model.image_size[0]
     device = device or model.device
-    images = torch.randn(batch, 3, size, size, device=device)
-    depths = torch.rand(batch, 1, size, size, device=device) if model.has_depth else None
-    return images, depths
-
-
-def _example_prompt(model: EfficientViTSam, device) -> Dict[str, torch.Tensor]:
-    frame = model.image_size[0]
-    return {"boxes": torch.tensor([[0.25 * frame, 0.25 * frame, 0.75 * frame, 0.75 * frame]], device=device)}
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, size, size, generator=generator).to(device)
+    depths = torch.rand(batch, 1, size, size, generator=generator).to(device) if model.has_depth else None
+    boxes = torch.tensor([[0.25 * frame, 0.25 * frame, 0.75 * frame, 0.75 * frame]], device=device)
+    return images, depths, boxes
 
 
 @torch.no_grad()
@@ -38,7 +37,7 @@ def encoder_gmacs(model: EfficientViTSam) -> float:
     """
     with torch.device("meta"):
         meta_model = EfficientViTSam(model.config).eval()
-        images, depths = _example_inputs(meta_model, device=torch.device("meta"))
+        images, depths, _ = _example_inputs(meta_model, device=torch.device("meta"))
         counter = FlopCounterMode(display=False)
         with counter:
             meta_model.encode(images, depths)
@@ -46,32 +45,46 @@ def encoder_gmacs(model: EfficientViTSam) -> float:
 
 
 @torch.no_grad()
+def forward_seconds(model: EfficientViTSam, inputs: Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]
+                    ) -> float:
+    """Seconds of one image through encoder(s), fusion and one box prompt's decoder (single-mask output)."""
+    images, depths, boxes = inputs
+    cuda = images.is_cuda
+    if cuda:
+        torch.cuda.synchronize(images.device)
+    start = time.perf_counter()
+    embedding = model.encode(images, depths)
+    model.decode(embedding, boxes=boxes, multimask_output=False)
+    if cuda:
+        torch.cuda.synchronize(images.device)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
 def latency_seconds(model: EfficientViTSam, repeats: int = 5, warmup: int = 2) -> float:
-    """Median seconds of one image through encoder(s), fusion and one box prompt's decoder."""
+    """Median seconds of :func:`forward_seconds` over ``repeats`` forwards after ``warmup`` untimed ones."""
     model.eval()
-    images, depths = _example_inputs(model)
-    prompt = _example_prompt(model, images.device)
+    inputs = _example_inputs(model)
     for _ in range(warmup):
-        model(images, depths, [prompt])
-    times = []
-    for _ in range(repeats):
-        if images.is_cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model(images, depths, [prompt])
-        if images.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        forward_seconds(model, inputs)
+    return statistics.median(forward_seconds(model, inputs) for _ in range(repeats))
 
 
-def latency_ratios(models: Dict[str, EfficientViTSam], reference: str, rounds: int = 3, repeats: int = 3
+@torch.no_grad()
+def latency_ratios(models: Dict[str, EfficientViTSam], reference: str, runs: int = 7, warmup: int = 2
                    ) -> Dict[str, float]:
-    """Latency of each model over that of ``models[reference]``, measured interleaved in rounds
-    so that a machine that is busier in one moment slows every model alike."""
-    samples: Dict[str, list] = {name: [] for name in models}
-    for _ in range(rounds):
+    """Median latency of each model over that of ``models[reference]``.
+
+    The models take turns one forward at a time (A, B, A, B, …) for ``warmup`` untimed and
+    ``runs`` timed rounds, so that load from other processes, which comes and goes, slows
+    every model alike; medians drop the rounds it hit hardest.
+    """
+    inputs = {name: _example_inputs(model.eval()) for name, model in models.items()}
+    samples: Dict[str, List[float]] = {name: [] for name in models}
+    for round_index in range(warmup + runs):
         for name, model in models.items():
-            samples[name].append(latency_seconds(model, repeats=repeats, warmup=1))
+            seconds = forward_seconds(model, inputs[name])
+            if round_index >= warmup:
+                samples[name].append(seconds)
     base = statistics.median(samples[reference])
     return {name: statistics.median(times) / base for name, times in samples.items()}

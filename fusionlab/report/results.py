@@ -41,11 +41,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import pandas as pd
 
 from fusionlab.errors import FusionlabError
+from fusionlab.results import GROUPS, ID_COLUMNS
 
-GROUPS = ("baseline", "fusion", "control")
 STATES = ("COMPLETE", "FAIL", "RUNNING", "PRUNED", "WAITING")
 MISSING = "MISSING"
-ID_COLUMNS = ("trial_id", "variant", "seed", "state")
 INSTANCE_COLUMNS = ("image_id", "ann_id", "prompt", "iou")
 # The metrics the contract names, in table order; any other numeric column follows them.
 KNOWN_METRICS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large",

@@ -1,10 +1,14 @@
 """Ablation sweeps: every (variant, seed) cell of a YAML trained, evaluated and recorded in an optuna study.
 
-``fusionlab sweep ablations/fusion.yaml`` runs :func:`sweep_main`; the YAML layout is in
-:mod:`fusionlab.sweep.config`, the runner (claims, heartbeats, resume, workers) in
-:mod:`fusionlab.sweep.runner`, and the result files it writes in :mod:`fusionlab.report.results`.
+The rooms: :mod:`~fusionlab.sweep.config` (the YAML, variants, cell keys),
+:mod:`~fusionlab.sweep.store` (the optuna study: opening, the results folder's binding,
+claims, heartbeats), :mod:`~fusionlab.sweep.cell` (one cell: train, evaluate, costs, files),
+:mod:`~fusionlab.sweep.workers` (the claim loop, worker processes, ``trials.csv``),
+:mod:`~fusionlab.sweep.launch` (one ``fusionlab sweep`` launch) and
+:mod:`~fusionlab.sweep.search` (TPE search on the same store). The result files are
+described in :mod:`fusionlab.report.results`.
 """
 from fusionlab.sweep.config import SweepConfig, load_sweep
-from fusionlab.sweep.runner import EXIT_SOME_FAILED, sweep_main
+from fusionlab.sweep.launch import SweepOutcome, describe_cells, run_sweep
 
-__all__ = ["EXIT_SOME_FAILED", "SweepConfig", "load_sweep", "sweep_main"]
+__all__ = ["SweepConfig", "SweepOutcome", "describe_cells", "load_sweep", "run_sweep"]

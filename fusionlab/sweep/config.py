@@ -29,20 +29,25 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from fusionlab.config import RunConfig, apply_override, from_dict, read_yaml, validate_names
 from fusionlab.errors import FusionlabError
 from fusionlab.registry import import_plugins
+from fusionlab.results import GROUPS
 
 BASELINE = "rgb_only"
-GROUPS = ("baseline", "fusion", "control")
 # Depth sources that replace real depth by a signal without scene geometry: grid cells using them are controls.
 CONTROL_SOURCES = ("constant", "noise", "shuffled", "rgb")
 PRUNERS = ("median", "none")
 SECTIONS = ("model", "data", "depth", "train", "eval")
 # Fields that change where or how fast a run goes, not its result: left out of the cell key.
-_RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every"), "eval": ("device",)}
+_RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every"),
+                   "eval": ("device", "prompt_batch")}
+# Fields an RGB-only model never reads: left out of its cell key, so that changing them keeps its results.
+_DEPTH_ONLY_FIELDS = {"model": ("fusion_point", "fusion_kwargs", "depth_input", "init_depth_from_rgb"),
+                      "eval": ("drop_depth",)}
+_DEPTH_ONLY_PARTS = ("depth_encoder", "fusion")
 
 
 @dataclass
@@ -78,7 +83,9 @@ class SearchSection:
         pruner: ``median`` (stop a trial whose epoch score is below the median of earlier
             trials at that epoch) or ``none``.
         variant: the variant whose knobs are searched; default the first non-baseline one.
-        eval_images: images of the val split scored at each epoch end for pruning.
+        eval_images: the first images of the val split, scored at each epoch end for pruning
+            (their depth is prepared once per trial).
+        startup_trials: finished trials before the median pruner starts pruning.
     """
 
     n_trials: int = 20
@@ -86,6 +93,7 @@ class SearchSection:
     pruner: str = "median"
     variant: Optional[str] = None
     eval_images: int = 8
+    startup_trials: int = 5
 
 
 @dataclass
@@ -174,10 +182,16 @@ class SweepConfig:
     keep_checkpoints: bool
     latency: LatencySection
     heartbeat: HeartbeatSection
+    overrides: List[str] = field(default_factory=list)  # the ``--set`` items it was loaded with
 
     @property
     def baseline(self) -> Variant:
         return next(v for v in self.variants if v.name == BASELINE)
+
+    def search_variant(self) -> Variant:
+        """The variant ``search.variant`` names, else the first one that is not the baseline."""
+        name = self.search.variant if self.search is not None else None
+        return next(v for v in self.variants if (v.name == name if name else v.group != "baseline"))
 
     def cells(self) -> List[Cell]:
         """Every (variant, seed) cell, variants in file order, then seeds."""
@@ -217,7 +231,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     return SweepConfig(name=name, source=path, storage=storage or spec.storage or f"sqlite:///{results}/study.db",
                        results=results, seeds=spec.seeds, variants=variants, plugins=spec.plugins,
                        search=spec.search, keep_checkpoints=spec.keep_checkpoints, latency=spec.latency,
-                       heartbeat=spec.heartbeat)
+                       heartbeat=spec.heartbeat, overrides=list(overrides))
 
 
 def _check_lists(spec: SweepFile, path: Path) -> None:
@@ -284,14 +298,13 @@ def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str,
     if group == "fusion" and config.model.fusion is None:
         raise FusionlabError(f"{where}: group 'fusion' needs a fusion block (model.fusion); use group "
                              f"'baseline' for an RGB-only variant")
-    key = _config_key(config)
     checkpoint = config.model.checkpoint
     if checkpoint and not Path(checkpoint).is_absolute():
         config.model.checkpoint = str((path.parent / checkpoint).resolve())
     if checkpoint and not Path(config.model.checkpoint).is_file():
         raise FusionlabError(f"{where}: model.checkpoint: {config.model.checkpoint} does not exist "
                              f"(relative paths are read from the sweep file's folder)")
-    return Variant(name=name, group=group, label=label, config=config, key=key)
+    return Variant(name=name, group=group, label=label, config=config, key=_config_key(config))
 
 
 def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
@@ -316,14 +329,48 @@ def _merge(base: Dict[str, Any], patch: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _config_key(config: RunConfig) -> str:
-    """8 hex digits over the config fields that change a run's result (seed excluded: cells add it)."""
+    """8 hex digits over what decides this variant's result: its effective config and the files it reads.
+
+    Left out: the seed (cells add it), where and how fast it runs (:data:`_RUNTIME_FIELDS`),
+    plugins (their names; the code is not hashed) and, for an RGB-only model, everything only
+    the depth branch uses (:data:`_DEPTH_ONLY_FIELDS`, the depth section, lr multipliers and
+    freezes of depth-only parts). The checkpoint and the detections file count by their contents.
+    """
     data = config.to_dict()
     data["train"].pop("seed")
     for section, names in _RUNTIME_FIELDS.items():
         for name in names:
             data[section].pop(name)
     data.pop("plugins")
+    if config.model.fusion is None:
+        data.pop("depth")
+        for section, names in _DEPTH_ONLY_FIELDS.items():
+            for name in names:
+                data[section].pop(name)
+        train = data["train"]
+        train["lr_multipliers"] = {k: v for k, v in train["lr_multipliers"].items() if k not in _DEPTH_ONLY_PARTS}
+        train["freeze"] = [part for part in train["freeze"] if part not in _DEPTH_ONLY_PARTS]
+    if config.model.checkpoint:
+        data["model"]["checkpoint"] = file_digest(Path(config.model.checkpoint))
+    if config.eval.detections and Path(config.eval.detections).is_file():
+        data["eval"]["detections"] = file_digest(Path(config.eval.detections))
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's contents, remembered by (path, size, mtime) for this process."""
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _DIGESTS[memo] = f"sha256:{digest.hexdigest()}"
+    return _DIGESTS[memo]
 
 
 def _slug(value: Any) -> str:
@@ -334,14 +381,18 @@ def _check_search(search: SearchSection, variants: List[Variant], path: Path) ->
     where = f"{path}: search"
     if search.pruner not in PRUNERS:
         raise FusionlabError(f"{where}.pruner: {search.pruner!r}; allowed: {', '.join(PRUNERS)}")
-    if search.n_trials < 1 or search.eval_images < 1:
-        raise FusionlabError(f"{where}: expected n_trials >= 1 and eval_images >= 1")
+    if search.n_trials < 1 or search.eval_images < 1 or search.startup_trials < 0:
+        raise FusionlabError(f"{where}: expected n_trials >= 1, eval_images >= 1 and startup_trials >= 0")
     if not search.params:
         raise FusionlabError(f"{where}.params: expected at least one knob, e.g. train.lr: {{low: 1.0e-5, high: "
                              f"1.0e-3, log: true}}")
     names = [v.name for v in variants]
     if search.variant is not None and search.variant not in names:
         raise FusionlabError(f"{where}.variant: {search.variant!r} is not a variant; known: {', '.join(names)}")
+    if search.variant is None and all(v.group == "baseline" for v in variants):
+        raise FusionlabError(f"{where}: nothing to search: the sweep has only the RGB-only baseline; add a "
+                             f"variant (e.g. variants: [{{name: add, model: {{fusion: add}}}}]) or set "
+                             f"search.variant: {BASELINE}")
     for key, knob in search.params.items():
         if key.split(".")[0] not in SECTIONS or "." not in key:
             raise FusionlabError(f"{where}.params.{key}: expected a dotted key under one of {', '.join(SECTIONS)}")

@@ -25,6 +25,19 @@ def tiny_sweep(**keys: Any) -> Dict[str, Any]:
     return sweep
 
 
+def run_sweep(config: Path, *args: str) -> int:
+    """``fusionlab sweep CONFIG ARGS...`` as a user runs it; returns the exit code."""
+    from fusionlab.cli import main
+
+    return main(["sweep", str(config), *args])
+
+
+@pytest.fixture
+def sweep() -> Callable[..., int]:
+    """:func:`run_sweep`: ``sweep(config, "--workers", "2")`` returns the exit code."""
+    return run_sweep
+
+
 @pytest.fixture(scope="session")
 def synthetic_cache(tmp_path_factory) -> Path:
     """One synthetic-data cache for every sweep test (generated on first use)."""

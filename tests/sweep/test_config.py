@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from fusionlab.errors import FusionlabError
-from fusionlab.sweep import load_sweep, sweep_main
+from fusionlab.sweep import load_sweep
 
 
 def _error(path) -> str:
@@ -43,13 +43,13 @@ def test_grid_expands_to_named_variants_with_groups_and_the_baseline(make_sweep)
     assert sweep.variants[2].config.depth.source == "shuffled"
 
 
-def test_overrides_change_the_cell_keys_and_dry_run_lists_pending_cells(make_sweep, capsys):
+def test_overrides_change_the_cell_keys_and_dry_run_lists_pending_cells(sweep, make_sweep, capsys):
     config = make_sweep()
     keys = {c.key for c in load_sweep(config).cells()}
     changed = {c.key for c in load_sweep(config, ["base.train.lr=0.001"]).cells()}
     assert keys.isdisjoint(changed)  # a changed recipe never reuses old results
     assert {c.key for c in load_sweep(config, ["base.train.device=cuda"]).cells()} == keys
-    assert sweep_main(str(config), dry_run=True) == 0
+    assert sweep(config, "--dry-run") == 0
     out = capsys.readouterr().out
     assert "0/4 cells complete" in out and out.count("pending") == 4
     assert not (config.parent / "results").exists()

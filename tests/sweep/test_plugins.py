@@ -6,8 +6,6 @@ import textwrap
 
 import pandas as pd
 
-from fusionlab.sweep import sweep_main
-
 PLUGIN = '''
 import torch
 from fusionlab import FusionBlock, register_fusion
@@ -26,11 +24,11 @@ class ScaledAdd(FusionBlock):
 '''
 
 
-def test_plugin_fusion_block_runs_in_a_sweep(make_sweep, workdir):
+def test_plugin_fusion_block_runs_in_a_sweep(sweep, make_sweep, workdir):
     (workdir / "sweep_test_plugin.py").write_text(textwrap.dedent(PLUGIN))
     config = make_sweep(seeds=[0], plugins=["sweep_test_plugin"],
                         variants=[{"name": "scaled", "model": {"fusion": "sweep_test_scaled_add"}}])
-    assert sweep_main(str(config)) == 0
+    assert sweep(config) == 0
     trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv").set_index("variant")
     assert trials.loc["scaled", "state"] == "COMPLETE"
     sweep = json.loads((workdir / "results" / "tiny" / "sweep.json").read_text())

@@ -12,12 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from fusionlab.report.results import load_results
-from fusionlab.sweep import sweep_main
 
 
-def test_rerun_of_a_complete_sweep_runs_nothing_and_keeps_trials_csv(make_sweep, workdir):
+def test_rerun_of_a_complete_sweep_runs_nothing_and_keeps_trials_csv(sweep, make_sweep, workdir):
     config = make_sweep()
-    assert sweep_main(str(config)) == 0
+    assert sweep(config) == 0
     trials_csv = workdir / "results" / "tiny" / "trials.csv"
     before = trials_csv.read_text()
     trials = pd.read_csv(trials_csv)
@@ -29,7 +28,7 @@ def test_rerun_of_a_complete_sweep_runs_nothing_and_keeps_trials_csv(make_sweep,
     trial_dir = workdir / "results" / "tiny" / "trials" / str(trials["trial_id"].iloc[0])
     for name in ("config.yaml", "log.txt", "metrics.json", "instances.csv", "train_log.csv"):
         assert (trial_dir / name).is_file(), name
-    assert sweep_main(str(config)) == 0
+    assert sweep(config) == 0
     assert trials_csv.read_text() == before
     assert len(load_results(workdir / "results" / "tiny").complete()) == 4  # the report reads what we wrote
 
@@ -43,11 +42,11 @@ def _trial_states(db: Path) -> list:
         return []
 
 
-def test_kill_9_during_a_trial_is_recovered_without_rerunning_finished_cells(make_sweep, tiny_base, workdir):
+def test_kill_9_during_a_trial_is_recovered_without_rerunning_finished_cells(sweep, make_sweep, tiny_base, workdir):
     tiny_base["train"]["max_steps"] = 3  # a trial stays RUNNING long enough to be caught
     config = make_sweep(base=tiny_base)
     db = workdir / "results" / "tiny" / "study.db"
-    code = f"from fusionlab.sweep import sweep_main; sweep_main({str(config)!r})"
+    code = f"from fusionlab.cli import main; main(['sweep', {str(config)!r}])"
     worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     deadline = time.time() + 120
@@ -66,7 +65,7 @@ def test_kill_9_during_a_trial_is_recovered_without_rerunning_finished_cells(mak
     before = pd.read_csv(workdir / "results" / "tiny" / "trials.csv").set_index("trial_id")
     finished_before = before[before["state"] == "COMPLETE"]
 
-    assert sweep_main(str(config)) == 0
+    assert sweep(config) == 0
     after = pd.read_csv(workdir / "results" / "tiny" / "trials.csv").set_index("trial_id")
     assert after.loc[killed, "state"] == "FAIL"
     assert "heartbeat" in after.loc[killed, "error"]

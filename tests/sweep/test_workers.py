@@ -4,12 +4,10 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 
-from fusionlab.sweep import sweep_main
 
-
-def test_two_workers_run_every_cell_once(make_sweep, workdir):
+def test_two_workers_run_every_cell_once(sweep, make_sweep, workdir):
     config = make_sweep()
-    assert sweep_main(str(config), workers=2) == 0
+    assert sweep(config, "--workers", "2") == 0
     study = optuna.load_study(study_name="tiny", storage="sqlite:///results/tiny/study.db")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     cells = [t.user_attrs["cell"] for t in complete]

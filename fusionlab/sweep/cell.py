@@ -1,0 +1,142 @@
+"""One cell of a sweep: train, evaluate, measure what the model costs, write its folder, record its trial.
+
+A cell's folder is ``results/<name>/trials/<trial number>/``: ``config.yaml``,
+``train_log.csv``, ``log.txt`` (this cell's log), ``metrics.json`` and ``instances.csv``
+(written by :mod:`fusionlab.results`), and ``checkpoint.safetensors`` with ``keep_checkpoints``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from fusionlab.config import RunConfig
+from fusionlab.errors import FusionlabError
+from fusionlab.results import numeric_metrics, write_evaluation
+from fusionlab.sweep.config import Cell, LatencySection, SweepConfig
+from fusionlab.sweep.store import Store, heartbeat
+
+log = logging.getLogger("fusionlab.sweep")
+
+
+def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -> Dict[str, Any]:
+    """Run ``cell`` as its claimed RUNNING ``trial`` and record the outcome in the trial.
+
+    A failure of the cell's own work (a diverging loss, a bad file in the data) is recorded as
+    FAIL with its reason and the sweep goes on. A results folder that cannot be written is
+    recorded the same way, then raised: no later cell could be written either.
+
+    Returns the recorded attributes plus ``state`` (COMPLETE / FAIL / DISCARDED: another worker
+    declared this one dead while it ran) and ``trial``.
+    """
+    folder = sweep.results / "trials" / str(trial.number)
+    start = time.perf_counter()
+    folder_error: Optional[OSError] = None
+    try:
+        _prepare_folder(folder)
+    except OSError as exc:
+        folder_error = exc
+    if folder_error is None:
+        with trial_log(folder / "log.txt"), heartbeat(store, trial.number, sweep.heartbeat.interval):
+            log.info("trial %d: variant %s, seed %d, cell %s", trial.number, cell.variant.name, cell.seed, cell.key)
+            config = cell.run_config()
+            config.train.save_checkpoint = sweep.keep_checkpoints
+            try:
+                record, state = train_and_evaluate(config, folder, sweep), TrialState.COMPLETE
+            except Exception as exc:  # any failure of one cell must not stop the sweep
+                if isinstance(exc, OSError) and str(exc.filename or "").startswith(str(folder)):
+                    folder_error = exc
+                message = str(exc).splitlines()[0] if str(exc) else ""
+                record, state = {"error": f"{type(exc).__name__}: {message}".rstrip(": ")}, TrialState.FAIL
+                log.error("trial %d failed: %s\n%s", trial.number, record["error"], traceback.format_exc())
+    if folder_error is not None:
+        record, state = {"error": f"cannot write {folder}: {folder_error}"}, TrialState.FAIL
+    record["wall_s"] = round(time.perf_counter() - start, 2)
+    recorded = _record(store, trial.number, record, state)
+    if folder_error is not None:
+        reason = folder_error.strerror or str(folder_error)
+        raise FusionlabError(f"results folder {sweep.results}: cannot write {folder} ({reason}); check the folder "
+                             f"and rerun")
+    return {**record, "state": state.name if recorded else "DISCARDED", "trial": trial.number}
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create the trial's folder; an older folder of the same number is moved aside, never deleted."""
+    if folder.exists():
+        aside = folder.with_name(f"{folder.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        log.warning("%s exists already (left by another study?): moved to %s", folder, aside)
+        folder.rename(aside)
+    folder.mkdir(parents=True)
+
+
+def _record(store: Store, number: int, record: Dict[str, Any], state: TrialState) -> bool:
+    """Write ``record`` into the trial and close it; False when another worker closed it first."""
+    try:
+        if store.trial(number).state != TrialState.RUNNING:
+            raise UpdateFinishedTrialError(f"trial {number} is closed")
+        store.set_attrs(number, record)
+        value = record["metrics"]["box_miou"] if state == TrialState.COMPLETE else None
+        if store.finish(number, value, state):
+            return True
+    except UpdateFinishedTrialError:
+        pass
+    log.warning("trial %d was declared dead by another worker while this one ran it (no heartbeat for longer "
+                "than the grace); its result is discarded and the cell is run again", number)
+    return False
+
+
+def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig) -> Dict[str, Any]:
+    """Train and evaluate ``config`` into ``folder``; its metrics, costs, steps and final loss."""
+    from fusionlab.evaluate import evaluate
+    from fusionlab.train import train
+
+    result = train(config, folder, progress=False)
+    evaluation = evaluate(result.model, config, progress=False)
+    write_evaluation(folder, evaluation.metrics, evaluation.instances)
+    costs = measure_costs(result.model, config, sweep.latency)
+    return {"metrics": numeric_metrics(evaluation.metrics), **costs, "train_steps": result.steps,
+            "final_loss": result.final_loss}
+
+
+def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySection) -> Dict[str, Any]:
+    """Parameters (M), GMACs of one encoder forward, and latency relative to the RGB-only model.
+
+    GMACs and latency are :func:`fusionlab.models.cost.encoder_gmacs` and
+    :func:`~fusionlab.models.cost.latency_ratios` (one encoder + decoder forward with one box
+    prompt, alternating with the RGB-only model of the same preset built in the same process,
+    median of ``latency.runs`` after ``latency.warmup``). ``latency_settings`` records how.
+    """
+    from fusionlab.models import build_model
+    from fusionlab.models.cost import count_parameters, encoder_gmacs, latency_ratios
+
+    model.eval()
+    costs: Dict[str, Any] = {"params_m": round(count_parameters(model) / 1e6, 4),
+                             "gmacs": round(encoder_gmacs(model), 4), "latency_ratio": None,
+                             "latency_settings": {"enabled": latency.enabled, "runs": latency.runs,
+                                                  "warmup": latency.warmup}}
+    if latency.enabled:
+        reference = build_model(config.model.preset, fusion=None, **config.model.overrides).to(model.device)
+        ratios = latency_ratios({"model": model, "rgb_only": reference}, "rgb_only", latency.runs, latency.warmup)
+        costs["latency_ratio"] = round(ratios["model"], 4)
+    return costs
+
+
+@contextmanager
+def trial_log(path: Path) -> Iterator[None]:
+    """Copy fusionlab's log records (train, evaluate, sweep) into ``path`` while the block runs."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("fusionlab")
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,231 @@
+"""Workers: claim and run a sweep's cells until none is left to this launch; processes that share the cores.
+
+What a launch (``run_id``) still has to do: every cell that is not COMPLETE, RUNNING in some
+worker, or FAILED in this launch. A cell whose worker died (its trial failed as stale by a
+sibling, after ``heartbeat.grace`` s without a heartbeat) is run again in the same launch, up
+to :data:`STALE_RETRIES` times; a cell that failed by itself (e.g. a diverging loss) waits for
+the next launch, so a rerun retries failures once and never retrains a finished cell.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from fusionlab.errors import FusionlabError
+from fusionlab.results import COST_COLUMNS, TRIALS_FILE, write_trials
+from fusionlab.sweep.cell import run_cell
+from fusionlab.sweep.config import Cell, SweepConfig, load_sweep
+from fusionlab.sweep.store import STALE_ERROR, Store, cell_trials, claim, fail_stale
+
+log = logging.getLogger("fusionlab.sweep")
+
+STALE_RETRIES = 2
+OnTrial = Callable[[Cell, Dict[str, Any]], None]
+
+
+# ------------------------------------------------------------------------------ cell states
+def cell_states(store: Optional[Store], sweep: SweepConfig) -> Dict[str, FrozenTrial]:
+    """Each cell key's deciding trial: its COMPLETE one, else its latest."""
+    states: Dict[str, FrozenTrial] = {}
+    trials = cell_trials(store, [c.key for c in sweep.cells()]) if store is not None else []
+    for trial in trials:
+        key = trial.user_attrs["cell"]
+        if states.get(key) is None or states[key].state != TrialState.COMPLETE:
+            states[key] = trial
+    return states
+
+
+def plan(store: Store, sweep: SweepConfig, run_id: str) -> Tuple[List[Cell], Dict[str, FrozenTrial]]:
+    """The cells this launch still has to run, and the cells other workers hold now (key → trial)."""
+    by_key: Dict[str, List[FrozenTrial]] = {}
+    for trial in cell_trials(store, [c.key for c in sweep.cells()]):
+        by_key.setdefault(trial.user_attrs["cell"], []).append(trial)
+    todo, held = [], {}
+    for cell in sweep.cells():
+        trials = by_key.get(cell.key, [])
+        mine = [t for t in trials if t.user_attrs.get("run_id") == run_id and t.state == TrialState.FAIL]
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if any(t.state == TrialState.COMPLETE for t in trials):
+            continue
+        if running:
+            held[cell.key] = running[0]
+        elif any(not t.user_attrs.get("stale") for t in mine):
+            continue  # failed by itself in this launch: the next launch retries it
+        elif sum(bool(t.user_attrs.get("stale")) for t in mine) > STALE_RETRIES:
+            continue  # its worker died every time: probably the cell kills it (memory); see the trials
+        else:
+            todo.append(cell)
+    return todo, held
+
+
+# ------------------------------------------------------------------------------ one worker
+def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on_trial: Optional[OnTrial] = None,
+         spread: bool = False) -> None:
+    """Claim and run cells until none is left to this launch; wait while other workers hold cells.
+
+    ``say`` prints a line per finished cell and one when it starts waiting; ``on_trial(cell,
+    record)`` follows each cell. Cells go in plan order; with ``spread`` (one of several
+    workers) a random one of the next few, so that workers starting together rarely claim the
+    same cell.
+    """
+    store = Store(sweep.storage, sweep.name)
+    rng = random.Random(os.getpid())
+    waited: Optional[frozenset] = None
+    while True:
+        fail_stale(store, sweep.heartbeat.grace)
+        todo, held = plan(store, sweep, run_id)
+        if not todo:
+            if not held:
+                return
+            if frozenset(held) != waited:
+                waited = frozenset(held)
+                line = waiting_line(held, sweep.heartbeat.grace)
+                log.info(line)
+                say(line)
+            time.sleep(sweep.heartbeat.interval)
+            continue
+        waited = None
+        cell = todo[rng.randrange(min(len(todo), 4))] if spread else todo[0]
+        trial = claim(store, cell.key, {"variant": cell.variant.name, "seed": cell.seed, "run_id": run_id,
+                                        **code_version()})
+        if trial is None:
+            continue
+        record = run_cell(store, sweep, cell, trial)
+        write_trials_csv(store, sweep)
+        line = summary_line(cell, record)
+        log.info(line)
+        say(line)
+        if on_trial is not None:
+            on_trial(cell, record)
+
+
+def waiting_line(held: Dict[str, FrozenTrial], grace: float) -> str:
+    """What a worker with nothing left to claim waits for, and for how long at most."""
+    now = time.time()
+    parts = [f"{key.rsplit('/', 1)[0]} (trial {t.number}, worker {t.user_attrs.get('host')}:{t.user_attrs.get('pid')}, "
+             f"heartbeat {now - float(t.user_attrs.get('heartbeat', now)):.0f} s ago)" for key, t in held.items()]
+    return (f"waiting for {len(held)} cell(s) that other workers run: {'; '.join(parts)}; a cell whose worker is "
+            f"silent for {grace:g} s is run again here")
+
+
+def summary_line(cell: Cell, record: Dict[str, Any]) -> str:
+    """``trial 4  add  seed 1  box mIoU 61.20  1-click 48.10  37.2 s`` (or the failure)."""
+    head = f"trial {record['trial']}  {cell.variant.name}  seed {cell.seed}"
+    if record["state"] == "DISCARDED":
+        return f"{head}  discarded: another worker took the cell over while this one was silent"
+    if record["state"] != "COMPLETE":
+        return f"{head}  FAILED after {record['wall_s']:.1f} s: {record['error']}"
+    metrics = record["metrics"]
+    click = metrics.get("click1_miou")
+    return (f"{head}  box mIoU {metrics['box_miou']:.2f}  1-click {'-' if click is None else f'{click:.2f}'}  "
+            f"{record['wall_s']:.1f} s")
+
+
+# ------------------------------------------------------------------------------ records
+def write_trials_csv(store: Store, sweep: SweepConfig) -> Path:
+    """Regenerate ``trials.csv`` from the study: one row per trial of the current cells."""
+    rows = []
+    for trial in cell_trials(store, [c.key for c in sweep.cells()]):
+        attrs = trial.user_attrs
+        error = attrs.get("error")
+        if trial.state == TrialState.FAIL and not error:
+            error = STALE_ERROR
+        rows.append({"trial_id": trial.number, "variant": attrs["variant"], "seed": attrs["seed"],
+                     "state": trial.state.name, **attrs.get("metrics", {}),
+                     **{c: attrs.get(c) for c in COST_COLUMNS}, "error": error})
+    path = sweep.results / TRIALS_FILE
+    try:
+        return write_trials(path, rows)
+    except OSError as exc:
+        raise FusionlabError(f"cannot write {path}: {exc.strerror or exc}; check the results folder") from None
+
+
+_CODE: Dict[str, str] = {}
+
+
+def code_version() -> Dict[str, str]:
+    """``fusionlab_version`` and, in a git checkout, ``git_commit`` (``+dirty`` with uncommitted edits)."""
+    if not _CODE:
+        import fusionlab
+
+        _CODE["fusionlab_version"] = fusionlab.__version__
+        root = Path(fusionlab.__file__).resolve().parent
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                    text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "."],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit, dirty = "", ""
+        if commit:
+            _CODE["git_commit"] = commit + ("+dirty" if dirty else "")
+    return dict(_CODE)
+
+
+# ------------------------------------------------------------------------------ processes
+def thread_share(workers: int) -> int:
+    """torch threads per worker process: the cores split between the workers (at least one)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def worker_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str, worker: int,
+                   threads: int) -> None:
+    """Entry point of one spawned worker: its share of the cores, the sweep's log file, :func:`work`."""
+    torch.set_num_threads(threads)
+    try:
+        sweep = load_sweep(config_path, overrides, storage)
+        log_to_file(sweep)
+        work(sweep, run_id, say=lambda line: print(line, flush=True), spread=True)
+    except FusionlabError as exc:
+        log.error("%s", exc)
+        print(f"fusionlab sweep: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def run_processes(target: Callable[..., None], args: tuple, workers: int, progress: Callable[[], None]) -> List[str]:
+    """Run ``target(*args, worker_index, threads)`` in ``workers`` spawned processes; ``progress()`` every second.
+
+    Returns the names of the processes that exited with an error.
+    """
+    context = multiprocessing.get_context("spawn")
+    threads = thread_share(workers)
+    processes = [context.Process(target=target, name=f"worker-{i}", args=(*args, i, threads))
+                 for i in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        while any(p.is_alive() for p in processes):
+            time.sleep(1.0)
+            progress()
+    finally:
+        for process in processes:
+            process.join()
+    return [p.name for p in processes if p.exitcode not in (0, None)]
+
+
+def log_to_file(sweep: SweepConfig) -> None:
+    """Append fusionlab's log records to ``results/<name>/sweep.log`` (once per process)."""
+    root = logging.getLogger("fusionlab")
+    root.setLevel(logging.INFO)
+    target = str((sweep.results / "sweep.log").resolve())
+    if not any(getattr(h, "baseFilename", None) == target for h in root.handlers):
+        handler = logging.FileHandler(target)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(processName)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+
+
+def settled_count(store: Store, sweep: SweepConfig, run_id: str) -> int:
+    """Cells COMPLETE, or failed for good in this launch (what a progress bar counts)."""
+    todo, held = plan(store, sweep, run_id)
+    return len(sweep.cells()) - len(todo) - len(held)
+
