@@ -1,5 +1,13 @@
-"""Two worker processes on one sqlite store run every cell exactly once."""
+"""Worker processes on one store run every cell exactly once, also when one of them is killed or paused."""
 from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -15,3 +23,79 @@ def test_two_workers_run_every_cell_once(sweep, make_sweep, workdir):
     trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() == 4
     assert trials.groupby(["variant", "seed"]).size().tolist() == [1, 1, 1, 1]
+
+
+def _launch(config: Path) -> subprocess.Popen:
+    """``fusionlab sweep CONFIG --workers 2`` in its own process group, output captured."""
+    return subprocess.Popen([sys.executable, "-m", "fusionlab.cli", "sweep", str(config), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _running_trial(db: Path, launcher: int, deadline: float) -> dict:
+    """The first RUNNING trial of a worker process (not the launcher), read from the store."""
+    while time.time() < deadline:
+        try:
+            with sqlite3.connect(db) as connection:
+                rows = connection.execute(
+                    "SELECT t.number, a.value_json FROM trials t JOIN trial_user_attributes a "
+                    "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'pid'").fetchall()
+        except sqlite3.OperationalError:  # tables not made yet
+            rows = []
+        workers = [(number, int(pid)) for number, pid in rows if int(pid) != launcher]
+        if workers:
+            return {"number": workers[0][0], "pid": workers[0][1]}
+        time.sleep(0.05)
+    raise AssertionError("no worker ever ran a trial")
+
+
+def _exactly_once(workdir: Path, cells: int) -> pd.DataFrame:
+    trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv").set_index("trial_id")
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert complete.groupby(["variant", "seed"]).size().tolist() == [1] * cells
+    return trials
+
+
+def test_a_killed_worker_s_cell_is_rerun_by_its_sibling_in_the_same_launch(make_sweep, tiny_base, workdir):
+    tiny_base["train"]["max_steps"] = 3
+    # two cells, one per worker; the sibling finishes its own well within the grace, then says what it waits for
+    launch = _launch(make_sweep(base=tiny_base, seeds=[0], heartbeat={"interval": 1, "grace": 8}))
+    try:
+        victim = _running_trial(workdir / "results" / "tiny" / "study.db", launch.pid, time.time() + 120)
+        os.kill(victim["pid"], signal.SIGKILL)
+        output, _ = launch.communicate(timeout=300)
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
+    assert launch.returncode == 0, output
+    trials = _exactly_once(workdir, 2)
+    assert trials.loc[victim["number"], "state"] == "FAIL" and "heartbeat" in trials.loc[victim["number"], "error"]
+    assert "waiting for 1 cell(s) that other workers run" in output and "run again here" in output
+    assert "Traceback" not in output
+
+
+def test_a_paused_worker_that_wakes_after_its_cell_was_taken_over_stops_cleanly(make_sweep, tiny_base, workdir):
+    tiny_base["train"]["max_steps"] = 3
+    launch = _launch(make_sweep(base=tiny_base))
+    db = workdir / "results" / "tiny" / "study.db"
+    try:
+        victim = _running_trial(db, launch.pid, time.time() + 120)
+        os.kill(victim["pid"], signal.SIGSTOP)
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the sibling declares it dead after the grace (3 s)
+            with sqlite3.connect(db) as connection:
+                state = connection.execute("SELECT state FROM trials WHERE number = ?",
+                                           (victim["number"],)).fetchone()[0]
+            if state == "FAIL":
+                break
+            time.sleep(0.1)
+        os.kill(victim["pid"], signal.SIGCONT)
+        output, _ = launch.communicate(timeout=300)
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
+    assert launch.returncode == 0, output
+    trials = _exactly_once(workdir, 4)
+    assert trials.loc[victim["number"], "state"] == "FAIL"
+    log = (workdir / "results" / "tiny" / "sweep.log").read_text()
+    assert "Traceback" not in output + log and "UpdateFinishedTrialError" not in output + log
+    assert f"trial {victim['number']}" in output and "discarded" in output
