@@ -1,6 +1,8 @@
 """Sweep YAML errors are one line with their YAML path, found before anything trains; grids expand."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fusionlab.errors import FusionlabError
@@ -53,3 +55,37 @@ def test_overrides_change_the_cell_keys_and_dry_run_lists_pending_cells(sweep, m
     out = capsys.readouterr().out
     assert "0/4 cells complete" in out and out.count("pending") == 4
     assert not (config.parent / "results").exists()
+
+
+def _keys(config, *overrides) -> dict:
+    return {c.variant.name: c.key for c in load_sweep(config, list(overrides)).cells() if c.seed == 0}
+
+
+@pytest.mark.parametrize("override", ["base.depth.source=noise", "base.eval.drop_depth=true",
+                                      "base.model.fusion_point=neck_inputs", "base.model.init_depth_from_rgb=false",
+                                      "base.train.lr_multipliers={fusion: 20}"])
+def test_fields_only_the_depth_branch_reads_keep_the_baseline_s_key(make_sweep, override):
+    config = make_sweep()
+    before, after = _keys(config), _keys(config, override)
+    assert after["rgb_only"] == before["rgb_only"]
+    assert after["add"] != before["add"]
+
+
+def test_the_checkpoint_counts_by_its_contents_not_its_path(make_sweep, tiny_base, workdir):
+    checkpoint = workdir / "weights.safetensors"
+    checkpoint.write_bytes(b"first weights")
+    config = make_sweep(base={**tiny_base, "model": {"checkpoint": "weights.safetensors"}})
+    first = _keys(config)
+    os.utime(checkpoint, ns=(1, 1))  # touched, same contents
+    assert _keys(config) == first
+    checkpoint.write_bytes(b"other weights")
+    assert set(_keys(config).values()).isdisjoint(first.values())
+
+
+def test_a_finished_baseline_is_kept_when_only_depth_settings_change(sweep, make_sweep, capsys):
+    config = make_sweep(seeds=[0])
+    assert sweep(config) == 0
+    capsys.readouterr()
+    assert sweep(config, "--dry-run", "--set", "base.depth.source=noise", "--set", "base.eval.drop_depth=true") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[4] for line in lines[1:3]] == ["COMPLETE", "pending"]  # rgb_only kept, add to run
