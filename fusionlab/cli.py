@@ -266,6 +266,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run an ablation: every variant x seed, trained and evaluated, resumable",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EPILOG,
+                       description="Run every (variant, seed) cell of an ablation YAML into an optuna study. "
+                                   "Rerunning skips completed cells and retries failed or stale ones; several "
+                                   "workers (or machines) can share one storage.")
+    p.add_argument("config", help="sweep YAML, e.g. ablations/fusion.yaml")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes on the same study, splitting the CPU cores (default 1)")
+    p.add_argument("--storage", metavar="URL",
+                   help="optuna storage (default: sqlite:///<results>/<name>/study.db); see below")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key, e.g. seeds=[0]")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    p.set_defaults(func=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusionlab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -325,19 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_depth)
 
-    p = sub.add_parser("sweep", help="run an ablation: every variant x seed, trained and evaluated, resumable",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EPILOG,
-                       description="Run every (variant, seed) cell of an ablation YAML into an optuna study. "
-                                   "Rerunning skips completed cells and retries failed or stale ones; several "
-                                   "workers (or machines) can share one storage.")
-    p.add_argument("config", help="sweep YAML, e.g. ablations/fusion.yaml")
-    p.add_argument("--workers", type=int, default=1,
-                   help="local worker processes on the same study, splitting the CPU cores (default 1)")
-    p.add_argument("--storage", metavar="URL",
-                   help="optuna storage (default: sqlite:///<results>/<name>/study.db); see below")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key, e.g. seeds=[0]")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
-    p.set_defaults(func=cmd_sweep)
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("report", help="tables (LaTeX, Markdown, CSV) and plots of a sweep's results",
                        description="Read results/<name>/ (sweep.json, trials.csv, per-instance IoUs) and write "

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fusionlab.config import RunConfig
 from fusionlab.errors import FusionlabError
-from fusionlab.results import numeric_metrics, write_evaluation
+from fusionlab.results import METRIC_COLUMNS, numeric_metrics, write_evaluation
 from fusionlab.sweep.config import Cell, LatencySection, SweepConfig
 from fusionlab.sweep.store import Store, heartbeat
 
@@ -78,15 +78,14 @@ def _prepare_folder(folder: Path) -> None:
 
 def _record(store: Store, number: int, record: Dict[str, Any], state: TrialState) -> bool:
     """Write ``record`` into the trial and close it; False when another worker closed it first."""
+    value = record["metrics"]["box_miou"] if state == TrialState.COMPLETE else None
     try:
-        if store.trial(number).state != TrialState.RUNNING:
-            raise UpdateFinishedTrialError(f"trial {number} is closed")
-        store.set_attrs(number, record)
-        value = record["metrics"]["box_miou"] if state == TrialState.COMPLETE else None
-        if store.finish(number, value, state):
-            return True
-    except UpdateFinishedTrialError:
-        pass
+        if store.trial(number).state == TrialState.RUNNING:
+            store.set_attrs(number, record)
+            if store.finish(number, value, state):
+                return True
+    except UpdateFinishedTrialError:  # closed between the check and the write
+        log.debug("trial %d closed while its result was written", number)
     log.warning("trial %d was declared dead by another worker while this one ran it (no heartbeat for longer "
                 "than the grace); its result is discarded and the cell is run again", number)
     return False
@@ -101,8 +100,10 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig) -> D
     evaluation = evaluate(result.model, config, progress=False)
     write_evaluation(folder, evaluation.metrics, evaluation.instances)
     costs = measure_costs(result.model, config, sweep.latency)
-    return {"metrics": numeric_metrics(evaluation.metrics), **costs, "train_steps": result.steps,
-            "final_loss": result.final_loss}
+    metrics = numeric_metrics(evaluation.metrics)
+    # the headline metrics also as attributes of their own: columns in optuna-dashboard's trial table
+    headline = {name: metrics[name] for name in METRIC_COLUMNS if name in metrics}
+    return {"metrics": metrics, **headline, **costs, "train_steps": result.steps, "final_loss": result.final_loss}
 
 
 def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySection) -> Dict[str, Any]:

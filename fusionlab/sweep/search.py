@@ -10,7 +10,7 @@ the full evaluation alike. The full evaluation's box mIoU is the objective.
 
 Results: ``results/<name>/search.csv`` (one row per trial) and ``search/<trial>/`` folders.
 Each worker samples with its own seed, so parallel workers start from different points;
-heartbeats and stale-trial recovery are the cell runner's; concurrent workers may together
+heartbeats and stale-trial recovery are the cells' (:mod:`fusionlab.sweep.store`); concurrent workers may together
 run a few more than ``n_trials``.
 """
 from __future__ import annotations
@@ -35,10 +35,10 @@ from fusionlab.config import RunConfig, from_dict
 from fusionlab.errors import FusionlabError
 from fusionlab.results import numeric_metrics, write_evaluation
 from fusionlab.sweep.cell import trial_log
-from fusionlab.sweep.config import SweepConfig, load_sweep, set_dotted
+from fusionlab.sweep.config import SweepConfig, set_dotted
 from fusionlab.sweep.launch import open_results
 from fusionlab.sweep.store import Store, fail_stale, heartbeat
-from fusionlab.sweep.workers import log_to_file, run_processes
+from fusionlab.sweep.workers import in_worker, run_processes
 
 log = logging.getLogger("fusionlab.sweep")
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -176,16 +176,8 @@ def search_work(sweep: SweepConfig, run_id: str, worker: int = 0, bar: Optional[
 def search_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str, worker: int,
                    threads: int) -> None:
     """Entry point of one spawned search worker."""
-    import sys
-
-    torch.set_num_threads(threads)
-    try:
-        sweep = load_sweep(config_path, overrides, storage)
-        log_to_file(sweep)
+    with in_worker(config_path, overrides, storage, threads) as sweep:
         search_work(sweep, run_id, worker=worker)
-    except FusionlabError as exc:
-        print(f"fusionlab sweep: error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
 
 
 def run_search(sweep: SweepConfig, workers: int = 1, progress: bool = True) -> SearchOutcome:

@@ -170,14 +170,14 @@ class Store:
         return self.study.get_trials(deepcopy=False, states=tuple(states) if states is not None else None)
 
     def trial(self, number: int) -> FrozenTrial:
-        return self.storage.get_trial(self._trial_id(number))
+        return self.storage.get_trial(self._id_of(number))
 
-    def _trial_id(self, number: int) -> int:
+    def _id_of(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
     def set_attrs(self, number: int, attrs: Dict[str, Any]) -> None:
         """Set user attributes of a RUNNING trial (optuna refuses finished ones: UpdateFinishedTrialError)."""
-        trial_id = self._trial_id(number)
+        trial_id = self._id_of(number)
         for key, value in attrs.items():
             self.storage.set_trial_user_attr(trial_id, key, value)
 

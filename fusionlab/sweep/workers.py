@@ -15,8 +15,9 @@ import random
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from optuna.trial import FrozenTrial, TrialState
@@ -178,18 +179,28 @@ def thread_share(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def worker_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str, worker: int,
-                   threads: int) -> None:
-    """Entry point of one spawned worker: its share of the cores, the sweep's log file, :func:`work`."""
+@contextmanager
+def in_worker(config_path: str, overrides: List[str], storage: Optional[str], threads: int) -> Iterator[SweepConfig]:
+    """Set up a spawned worker: its share of the cores, the sweep reloaded, the sweep's log file.
+
+    A :class:`FusionlabError` inside ends the process with one line on stderr and exit code 2.
+    """
     torch.set_num_threads(threads)
     try:
         sweep = load_sweep(config_path, overrides, storage)
         log_to_file(sweep)
-        work(sweep, run_id, say=lambda line: print(line, flush=True), spread=True)
+        yield sweep
     except FusionlabError as exc:
         log.error("%s", exc)
         print(f"fusionlab sweep: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def worker_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str, worker: int,
+                   threads: int) -> None:
+    """Entry point of one spawned cell worker."""
+    with in_worker(config_path, overrides, storage, threads) as sweep:
+        work(sweep, run_id, say=lambda line: print(line, flush=True), spread=True)
 
 
 def run_processes(target: Callable[..., None], args: tuple, workers: int, progress: Callable[[], None]) -> List[str]:

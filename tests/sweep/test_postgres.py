@@ -8,6 +8,7 @@ where ``.ci/run`` installs the package and a missing server is a failure.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import signal
@@ -56,9 +57,7 @@ def postgres_url() -> Iterator[str]:
     if os.environ.get("FUSIONLAB_TEST_POSTGRES"):
         yield os.environ["FUSIONLAB_TEST_POSTGRES"]
         return
-    try:
-        import psycopg  # noqa: F401  (the driver SQLAlchemy uses for postgresql://)
-    except ImportError:
+    if importlib.util.find_spec("psycopg") is None:  # the driver SQLAlchemy uses for postgresql://
         _unavailable("psycopg is not installed: pip install 'fusionlab[postgres]'")
     folder = Path(tempfile.mkdtemp(prefix="fusionlab-pg-"))
     data, port = folder / "data", _free_port()

@@ -73,4 +73,5 @@ def test_kill_9_during_a_trial_is_recovered_without_rerunning_finished_cells(swe
     assert complete.groupby(["variant", "seed"]).size().tolist() == [1, 1, 1, 1]
     kept = complete.loc[finished_before.index].drop(columns="error")
     pd.testing.assert_frame_equal(kept, finished_before.drop(columns="error"))
+    assert not list((workdir / "results").rglob("*.tmp"))  # a write cut by the kill leaves nothing behind
 

@@ -7,7 +7,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 import pandas as pd
@@ -20,6 +22,10 @@ def test_two_workers_run_every_cell_once(sweep, make_sweep, workdir):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     cells = [t.user_attrs["cell"] for t in complete]
     assert len(cells) == 4 and len(set(cells)) == 4
+    for trial in complete:  # what optuna-dashboard shows of each trial
+        assert {"variant", "seed", "metrics", "box_miou", "params_m", "latency_ratio", "fusionlab_version"} <= set(
+            trial.user_attrs)
+        assert trial.value == trial.user_attrs["box_miou"] == trial.user_attrs["metrics"]["box_miou"]
     trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() == 4
     assert trials.groupby(["variant", "seed"]).size().tolist() == [1, 1, 1, 1]
@@ -29,6 +35,16 @@ def _launch(config: Path) -> subprocess.Popen:
     """``fusionlab sweep CONFIG --workers 2`` in its own process group, output captured."""
     return subprocess.Popen([sys.executable, "-m", "fusionlab.cli", "sweep", str(config), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+@contextmanager
+def _reaped(launch: subprocess.Popen) -> Iterator[None]:
+    """Kill the launch's whole process group if the block leaves it running (a failed assertion)."""
+    try:
+        yield
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
 
 
 def _running_trial(db: Path, launcher: int, deadline: float) -> dict:
@@ -59,13 +75,10 @@ def test_a_killed_worker_s_cell_is_rerun_by_its_sibling_in_the_same_launch(make_
     tiny_base["train"]["max_steps"] = 3
     # two cells, one per worker; the sibling finishes its own well within the grace, then says what it waits for
     launch = _launch(make_sweep(base=tiny_base, seeds=[0], heartbeat={"interval": 1, "grace": 8}))
-    try:
+    with _reaped(launch):
         victim = _running_trial(workdir / "results" / "tiny" / "study.db", launch.pid, time.time() + 120)
         os.kill(victim["pid"], signal.SIGKILL)
         output, _ = launch.communicate(timeout=300)
-    finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
     assert launch.returncode == 0, output
     trials = _exactly_once(workdir, 2)
     assert trials.loc[victim["number"], "state"] == "FAIL" and "heartbeat" in trials.loc[victim["number"], "error"]
@@ -77,7 +90,7 @@ def test_a_paused_worker_that_wakes_after_its_cell_was_taken_over_stops_cleanly(
     tiny_base["train"]["max_steps"] = 3
     launch = _launch(make_sweep(base=tiny_base))
     db = workdir / "results" / "tiny" / "study.db"
-    try:
+    with _reaped(launch):
         victim = _running_trial(db, launch.pid, time.time() + 120)
         os.kill(victim["pid"], signal.SIGSTOP)
         deadline = time.time() + 120
@@ -90,9 +103,6 @@ def test_a_paused_worker_that_wakes_after_its_cell_was_taken_over_stops_cleanly(
             time.sleep(0.1)
         os.kill(victim["pid"], signal.SIGCONT)
         output, _ = launch.communicate(timeout=300)
-    finally:
-        if launch.poll() is None:
-            os.killpg(launch.pid, signal.SIGKILL)
     assert launch.returncode == 0, output
     trials = _exactly_once(workdir, 4)
     assert trials.loc[victim["number"], "state"] == "FAIL"
