@@ -49,6 +49,13 @@ Watch a running study: optuna-dashboard sqlite:///results/fusion/study.db
 """
 
 
+def check_writable_path(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output path that a file stands in the way of (``x.txt/out/...``)."""
+    above = next((p for p in (path, *path.parents) if p.exists()), None)  # the nearest thing there is
+    if above is not None and above != path and not above.is_dir():
+        raise FusionlabError(f"{flag} {path}: {above} is a file, not a folder; expected a path inside a folder")
+
+
 def _parse_floats(text: str, count: Sequence[int], what: str) -> List[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -64,9 +71,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from fusionlab.depth import list_depth_sources
     from fusionlab.fusion import list_fusions
     from fusionlab.models import list_models
+    from fusionlab.reference import configuration_reference, entry_reference
     from fusionlab.registry import import_plugins
 
     import_plugins(args.plugin, "--plugin")
+    if args.reference:
+        print(configuration_reference(), end="")
+        return 0
+    if args.options:
+        print(entry_reference(*args.options))
+        return 0
     tables = {"models": list_models, "fusions": list_fusions, "depth sources": list_depth_sources,
               "datasets": list_datasets}
     for title, lister in tables.items():
@@ -80,14 +94,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
+    from fusionlab.atomic import atomic_write
     from fusionlab.data.io import read_depth, read_image
-    from fusionlab.depth.normalize import postprocess
     from fusionlab.models import Predictor, build_model, load_checkpoint, read_config
+    from fusionlab.models.checkpoint import read_depth_preprocessing
     from fusionlab.registry import import_plugins
 
     import_plugins(args.plugin, "--plugin")
     if not args.box and not args.point:
         raise FusionlabError("predict needs a prompt: --box x0,y0,x1,y1 or one or more --point x,y[,label]")
+    out = Path(args.out)
+    if out.is_dir():
+        raise FusionlabError(f"--out {out} is a folder; expected an image file name such as {out / 'mask.png'}")
+    image_format = Image.registered_extensions().get(out.suffix.lower())
+    if image_format is None:
+        raise FusionlabError(f"--out {out}: unknown image extension {out.suffix!r}; expected e.g. mask.png")
+    check_writable_path(out, "--out")
     config = read_config(args.checkpoint) if args.checkpoint else None
     if config is not None and args.model is None:
         model = build_model(config)
@@ -100,27 +122,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         logging.getLogger("fusionlab").warning("no --checkpoint: the model has random weights, the mask is noise")
     model.eval()
     image = read_image(Path(args.image))
+    predictor = Predictor(model, read_depth_preprocessing(args.checkpoint) if args.checkpoint else None)
     depth = None
     if model.has_depth:
         if not args.depth:
             raise FusionlabError("this RGB-D model needs --depth FILE (16-bit PNG in mm, .npy or .tif in metres)")
         raw = read_depth(Path(args.depth), expected_hw=image.shape[:2])
-        depth = postprocess(raw, args.depth_kind, "disparity", "minmax", args.depth)
-    predictor = Predictor(model)
+        depth = predictor.depth_preprocessing.apply(raw, args.depth_kind, args.depth)  # as the checkpoint says
     with torch.no_grad():
         predictor.set_image(image, depth)
         coords = labels = None
         if args.point:
             parsed = [_parse_floats(p, (2, 3), "--point") for p in args.point]
             coords = np.array([p[:2] for p in parsed])
-            labels = np.array([int(p[2]) if len(p) == 3 else 1 for p in parsed])
+            labels = np.array([p[2] if len(p) == 3 else 1 for p in parsed])
         box = np.array(_parse_floats(args.box, (4,), "--box")) if args.box else None
         masks, iou, _ = predictor.predict(point_coords=coords, point_labels=labels, box=box,
                                           multimask_output=box is None)
     best = int(np.argmax(iou))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((masks[best] * 255).astype(np.uint8)).save(out)
+    picture = Image.fromarray((masks[best] * 255).astype(np.uint8))
+    atomic_write(out, lambda tmp: picture.save(tmp, format=image_format))
     print(f"wrote {out}: {masks[best].shape[1]}x{masks[best].shape[0]} mask, {int(masks[best].sum())} pixels, "
           f"predicted IoU {float(iou[best]):.3f}")
     return 0
@@ -131,15 +152,27 @@ def cmd_demo_image(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from fusionlab.data import build_dataset
-    from fusionlab.data.io import write_depth_png
+    from fusionlab.data.io import write_depth_png, write_rgb_png
+    from fusionlab.data.synthetic import DEFAULT_NUM_IMAGES
 
+    scenes = DEFAULT_NUM_IMAGES["val"]
+    if not 0 <= args.index < scenes:
+        raise FusionlabError(f"--index {args.index}: expected a scene number from 0 to {scenes - 1} "
+                             f"(the embedded validation set has {scenes} scenes)")
+    out = Path(args.out)
+    depth_path = out.with_name(out.stem + "_depth.png")
+    for path in (out, depth_path):
+        if path.is_dir():
+            raise FusionlabError(f"--out {out}: {path} is a folder; expected an image file name such as "
+                                 f"{path / 'scene.png'}")
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise FusionlabError(f"--out {out}: unknown image extension {out.suffix!r}; expected e.g. scene.png")
+    check_writable_path(out, "--out")
     dataset = build_dataset("synthetic", split="val", num_images=max(args.index + 1, 4))
     sample = dataset[args.index]
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sample.image).save(out)
-    depth_path = out.with_name(out.stem + "_depth.png")
     write_depth_png(depth_path, sample.depth)
+    write_rgb_png(out, sample.image)
     largest = max(sample.instances, key=lambda inst: inst.area, default=None)
     box = largest.bbox_xyxy if largest is not None else np.array([0, 0, 1, 1])
     print(f"wrote {out} and {depth_path}; a box around its largest object: --box {','.join(f'{v:g}' for v in box)}")
@@ -149,10 +182,14 @@ def cmd_demo_image(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from fusionlab.config import load_run_config
     from fusionlab.evaluate import evaluate, write_result
-    from fusionlab.train import train
+    from fusionlab.train import DONE_FILE, train
 
     config = load_run_config(args.config, args.set or [])
     folder = Path(args.out) if args.out else _default_run_dir(args.config)
+    check_writable_path(folder, "--out")
+    if (folder / DONE_FILE).exists() and not args.overwrite:
+        raise FusionlabError(f"--out {folder}: holds a finished run ({DONE_FILE}); choose another folder, "
+                             "or pass --overwrite to replace it")
     result = train(config, folder)
     summary = f"trained {result.steps} steps in {result.wall_s:.1f} s, final loss {result.final_loss:.4f}"
     evaluation = evaluate(result.model, config)
@@ -164,6 +201,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fusionlab.atomic import atomic_write_text
     from fusionlab.config import load_run_config
     from fusionlab.evaluate import evaluate, format_metrics, write_result
 
@@ -172,13 +212,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config.eval.detections = str((Path(args.config).parent / config.eval.detections).resolve())
     if not (args.checkpoint or config.model.checkpoint):
         logging.getLogger("fusionlab").warning("no --checkpoint and no model.checkpoint: evaluating random weights")
+    out = Path(args.out) if args.out else _default_run_dir(args.config)
+    check_writable_path(out, "--out")
+    if out.exists() and not out.is_dir():
+        raise FusionlabError(f"--out {out} is a file; expected a folder for config.yaml, metrics.json, instances.csv")
     model = config.model.build(args.checkpoint)
     result = evaluate(model, config)
-    out = Path(args.out) if args.out else _default_run_dir(args.config)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_result(out, result)
     print(format_metrics(result.metrics, config.eval.prompts))
-    print(f"wrote {out / 'metrics.json'} and {out / 'instances.csv'}")
+    print(f"wrote {out / 'config.yaml'}, {out / 'metrics.json'} and {out / 'instances.csv'}")
     return 0
 
 
@@ -188,21 +232,48 @@ def _default_run_dir(config_path: str) -> Path:
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
-    from fusionlab.config import load_run_config
-    from fusionlab.data import build_dataset
-    from fusionlab.depth import build_depth_source
-    from fusionlab.depth.precompute import precompute
+    from fusionlab.depth.precompute import plan_depth, precompute
 
-    config = load_run_config(args.config, args.set or [])
-    source = build_depth_source(config.depth.source, **config.depth.options)
-    for split in args.split:
-        options = getattr(config.data, split)
-        name = config.data.eval_dataset if split == "val" and config.data.eval_dataset else config.data.dataset
-        dataset = build_dataset(name, **options)
+    if args.quiet:
+        _quiet_hub_bars()
+    jobs = plan_depth(_run_configs(args.config, args.set or []), args.split)
+    if not jobs:
+        print(f"{args.config}: nothing to precompute: no run in it feeds depth to a model (RGB-only, or depth "
+              f"dropped at evaluation)")
+        return 0
+    for job in jobs:
+        source, dataset = job.build()
         counts = precompute(source, dataset, progress=not args.quiet)
-        print(f"{split}: {dataset.describe()}: {counts['images']} images, {counts['computed']} computed, "
+        print(f"{job.split}: {dataset.describe()}: {counts['images']} images, {counts['computed']} computed, "
               f"{counts['cached']} already cached ({counts['seconds']:.1f} s) by {counts['source']}")
     return 0
+
+
+_SWEEP_KEYS = {"base", "variants", "grid", "seeds", "search", "storage", "heartbeat", "latency", "keep_checkpoints"}
+
+
+def _run_configs(path: str, overrides: List[str]) -> list:
+    """The run config of a run YAML, or every variant's of a sweep YAML (told apart by their keys)."""
+    from fusionlab.config import load_run_config, read_yaml
+
+    if _SWEEP_KEYS & set(read_yaml(path)):
+        from fusionlab.sweep import load_sweep
+
+        return [variant.config for variant in load_sweep(path, overrides).variants]
+    return [load_run_config(path, overrides)]
+
+
+def _quiet_hub_bars() -> None:
+    """Silence transformers' and the hub's own progress bars (model loading) for ``--quiet``."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # transformers is a dependency; without it there is nothing to silence
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -259,6 +330,8 @@ def _search(sweep, args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from fusionlab.report import make_report
 
+    if args.out:
+        check_writable_path(Path(args.out), "--out")
     report = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot)
     if not args.quiet:
         print(report.markdown)
@@ -294,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered models, fusion blocks, depth sources and datasets")
     p.add_argument("what", nargs="?", choices=["models", "fusions", "depth", "datasets"],
                    help="only this registry (default: all)")
+    p.add_argument("--options", nargs=2, metavar=("KIND", "NAME"),
+                   help="the options of one entry with their defaults and an example, e.g. --options datasets coco "
+                        "(KIND: models, fusions, depth, datasets)")
+    p.add_argument("--reference", action="store_true",
+                   help="print the whole configuration reference (Markdown; it is docs/configuration.md)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import a module that registers more entries first (repeatable)")
     p.set_defaults(func=cmd_list)
@@ -329,16 +407,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="run config YAML (see ablations/ for examples)")
         if name == "eval":
             p.add_argument("--checkpoint", help="weights to evaluate (default: model.checkpoint of the config)")
+        if name == "train":
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace a finished run in --out (default: refuse a folder holding train_done.json)")
         p.add_argument("--out", help="output folder (default: results/runs/<config>-<time>)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.lr=3e-4")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("depth", help="precompute a depth source's disk cache for a config's datasets")
-    p.add_argument("config", help="run config YAML")
+    p = sub.add_parser("depth", help="precompute depth (e.g. Depth Anything) for a run's or a sweep's data",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Fill the disk cache of the depth source(s) a config uses, on its train and "
+                                   "val data, so that training and evaluation only read it. Given a sweep YAML, "
+                                   "every variant's depth is precomputed once (RGB-only variants need none). "
+                                   "Cached maps are kept: run it again to finish an interrupted precompute.",
+                       epilog="examples:\n  fusionlab depth ablations/paper.yaml           every depth the "
+                              "paper's sweep needs\n  fusionlab depth run.yaml --split val --quiet  one run's "
+                              "validation split, no progress bars")
+    p.add_argument("config", help="run config YAML or sweep YAML")
     p.add_argument("--split", action="append", choices=["train", "val"], default=None,
                    help="which split (default: both)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (a sweep's: base.x.y=v)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (also none from transformers)")
     p.set_defaults(func=cmd_depth)
 
     _add_sweep_parser(sub)

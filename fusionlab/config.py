@@ -8,50 +8,38 @@ The sweep's config (:mod:`fusionlab.sweep.config`) builds on :class:`RunConfig`.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
 from fusionlab.errors import FusionlabError
+from fusionlab.models.config import SamConfig
 
 
-@dataclass
-class ModelSection:
-    """Which model, which fusion block where, and what it starts from.
+class _ModelMethods:
+    """What a ``model:`` section does: resolve its architecture against the preset, build, load."""
 
-    Attributes:
-        preset: a model preset (``fusionlab list``).
-        fusion: a fusion block name, or null for the RGB-only baseline (no depth branch).
-        fusion_point: ``neck`` (fuse the two image embeddings), ``neck_inputs`` (every neck
-            input stage) or one stage such as ``stage3``.
-        fusion_kwargs: options of the fusion block (e.g. ``{alpha: channel}``).
-        depth_input: ``replicate`` (depth to three channels, the paper) or ``stem1``.
-        overrides: any other :class:`fusionlab.models.SamConfig` field.
-        checkpoint: weights to start from: an official EfficientViT-SAM ``.pt`` or a
-            fusionlab ``.safetensors``; relative paths are resolved from the config file.
-        init_depth_from_rgb: start the depth encoder from the RGB encoder's weights.
-    """
+    def architecture_fields(self) -> Dict[str, Any]:
+        """The :class:`SamConfig` fields this section sets (``fusion`` always; the others when given)."""
+        fields = {name: getattr(self, name) for name in SAM_FIELDS if getattr(self, name) is not None}
+        fields["fusion"] = self.fusion
+        return fields
 
-    preset: str = "efficientvit-sam-demo"
-    fusion: Optional[str] = None
-    fusion_point: str = "neck"
-    fusion_kwargs: Dict[str, Any] = field(default_factory=dict)
-    depth_input: str = "replicate"
-    overrides: Dict[str, Any] = field(default_factory=dict)
-    checkpoint: Optional[str] = None
-    init_depth_from_rgb: bool = True
+    def sam_config(self):
+        """The preset's :class:`~fusionlab.models.SamConfig` with this section's fields applied."""
+        from fusionlab.models import model_config
+
+        return model_config(self.preset, **self.architecture_fields())
 
     def architecture(self):
         """The model this section describes, with fresh weights."""
         from fusionlab.models import build_model
 
-        return build_model(self.preset, fusion=self.fusion, fusion_point=self.fusion_point,
-                           fusion_kwargs=dict(self.fusion_kwargs), depth_input=self.depth_input, **self.overrides)
+        return build_model(self.preset, **self.architecture_fields())
 
     def build(self, checkpoint: Optional[str] = None):
         """The model with ``checkpoint`` (default: this section's) loaded.
@@ -70,17 +58,65 @@ class ModelSection:
         return model
 
 
+# Every architecture field of SamConfig is a key of ``model:`` under its own name; left out (null),
+# it takes the preset's value. ``fusion`` is the exception: left out, the model is RGB-only.
+SAM_FIELDS = tuple(f.name for f in dataclasses.fields(SamConfig) if f.name != "fusion")
+_SAM_HINTS = typing.get_type_hints(SamConfig)
+ModelSection = dataclasses.make_dataclass(
+    "ModelSection",
+    [("preset", str, field(default="efficientvit-sam-demo")),
+     ("checkpoint", Optional[str], field(default=None)),
+     ("init_depth_from_rgb", bool, field(default=True)),
+     ("fusion", Optional[str], field(default=None))]
+    + [(name, Optional[_SAM_HINTS[name]], field(default=None)) for name in SAM_FIELDS],
+    bases=(_ModelMethods,),
+    namespace={"__doc__": """Which model, which fusion block where, and what it starts from.
+
+    Attributes:
+        preset: a model preset (``fusionlab list models``); it gives every architecture field.
+        checkpoint: weights to start from: an official EfficientViT-SAM ``.pt`` or a
+            fusionlab ``.safetensors``; relative paths are resolved from the config file.
+        init_depth_from_rgb: start the depth encoder from the RGB encoder's weights.
+        fusion: a fusion block name, or null (the default) for the RGB-only baseline.
+        every other :class:`fusionlab.models.SamConfig` field (``fusion_point``,
+            ``fusion_kwargs``, ``depth_input``, ``depth_encoder``, ``grid``, ``image_size``, ...),
+            under its own name: null takes the preset's value (docs/configuration.md lists them
+            with the demo preset's values).
+    """})
+ModelSection.__module__ = __name__
+
+
 @dataclass
 class DataSection:
     """Datasets for training and evaluation (``fusionlab list`` shows the names).
 
     ``train`` and ``val`` are the dataset options (e.g. ``{split: train, num_images: 200}``).
+    ``train`` left out (null) means "not given": an eval-only run needs none, and training
+    then uses the dataset's defaults if it has an option-free form (``synthetic``: its train
+    split), else it is an error (see :meth:`train_options`).
     """
 
     dataset: str = "synthetic"
-    train: Dict[str, Any] = field(default_factory=lambda: {"split": "train"})
+    train: Optional[Dict[str, Any]] = None
     val: Dict[str, Any] = field(default_factory=lambda: {"split": "val"})
     eval_dataset: Optional[str] = None
+
+    def train_options(self) -> Dict[str, Any]:
+        """The options of the training split: ``train``, or ``{}`` when the dataset needs no option.
+
+        A dataset with required options (``coco``: annotations, images) and no ``train`` is a
+        one-line error naming them.
+        """
+        if self.train is not None:
+            return dict(self.train)
+        from fusionlab.data import DATASETS
+
+        required = [name for name, p in DATASETS.options(self.dataset).items() if p.default is p.empty]
+        if required:
+            example = ", ".join(f"{name}: ..." for name in required)
+            raise FusionlabError(f"data.train: missing; training needs the training split's options, e.g. "
+                                 f"data.train: {{{example}}} for dataset {self.dataset!r}")
+        return {}
 
 
 @dataclass
@@ -101,6 +137,20 @@ class TrainSection:
     ``bce_weight``·BCE + ``dice_weight``·dice (+ ``iou_weight``·MSE of the IoU head, as SAM
     trains it, so that picking the output with the best predicted IoU works); AdamW with weight decay off on norms and
     biases; cosine schedule after ``warmup_steps``; gradient clipping.
+
+    How long: ``epochs`` passes over the training split, cut short after ``max_steps`` steps
+    when given (a cap: a warning says when it is larger than what the epochs give); or
+    exactly ``steps`` optimiser steps, the loader cycling through as many epochs as that
+    takes, ``epochs`` then ignored. Give ``steps`` or ``max_steps``, not both. The cosine
+    schedule spans the steps that are taken.
+
+    Interactive training (SAM's): with ``interactive_rounds`` N > 0, each step predicts from
+    the first prompt, then N more times, each round adding one click per mask drawn uniformly
+    from the error region of the previous round's mask (the output with the highest
+    predicted IoU): positive on a missed pixel, negative on a wrongly covered one. With
+    ``interactive_mask_input`` the previous round's low-res logits are also given as
+    ``mask_input`` (SAM does; the click evaluation does not). The step's loss is the mean of
+    the 1 + N rounds' losses. 0 rounds trains on the first prompt only.
     """
 
     epochs: int = 4
@@ -123,7 +173,10 @@ class TrainSection:
     device: str = "auto"
     precision: str = "auto"
     num_workers: int = 0
+    steps: Optional[int] = None
     max_steps: Optional[int] = None
+    interactive_rounds: int = 0
+    interactive_mask_input: bool = False
     save_checkpoint: bool = True
     log_every: int = 1
 
@@ -178,18 +231,45 @@ def resolve_device(name: str, key: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise FusionlabError(f"{key}: {name!r} is not a torch device; expected auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda":  # checked here, before anything is built or written, not by the driver later
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise FusionlabError(f"{key}: {name!r}: this machine has no CUDA device")
+        if device.index is not None and device.index >= count:
+            devices = "1 CUDA device (cuda:0)" if count == 1 else f"{count} CUDA devices (cuda:0..cuda:{count - 1})"
+            raise FusionlabError(f"{key}: {name!r}: this machine has {devices}")
+    return device
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Any, Any]:
+        seen: Dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (first at line {seen[key].line + 1}); "
+                    f"merge the two into one", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
-    """A YAML file's top-level mapping; a missing or malformed file is a one-line error."""
+    """A YAML file's top-level mapping; a missing or malformed file, or a key given twice, is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise FusionlabError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        loader = _StrictLoader(path.read_text())  # a SafeLoader: it builds no arbitrary objects
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -235,6 +315,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return _coerce(inner[0], value, where)
     if hint is Any:
         return value
+    if origin in (tuple, Tuple) and args and args[-1] is not Ellipsis:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise FusionlabError(f"{where}: expected a list of {len(args)} values, got {_type_name(value)} {value!r}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin in (list, List):
         if not isinstance(value, list):
             raise FusionlabError(f"{where}: expected a list, got {_type_name(value)} {value!r}")
@@ -267,45 +351,30 @@ def _type_name(value: Any) -> str:
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def check_options(factory: Callable, options: Dict[str, Any], where: str, what: str) -> None:
-    """Raise a one-line error if ``options`` are not keyword arguments ``factory`` accepts."""
-    params = inspect.signature(factory).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    for key in options:
-        if key not in allowed:
-            raise FusionlabError(f"{where}.{key}: unknown option of {what}; allowed: {', '.join(allowed) or '(none)'}")
-
-
 def validate_names(config: RunConfig, source: str) -> None:
-    """Check every registry name and its options in ``config`` (after plugins are imported)."""
+    """Check every registry name and its options in ``config`` (after plugins are imported), and the
+    model's architecture against its preset; errors carry the YAML path."""
     from fusionlab.data import DATASETS
     from fusionlab.depth import DEPTH_SOURCES
     from fusionlab.fusion import FUSIONS
-    from fusionlab.models import MODELS, SamConfig
+    from fusionlab.models import MODELS
 
-    def known(registry, name: str, where: str):
-        if name not in registry:
-            raise FusionlabError(f"{source}: {where}: {registry.unknown_message(name)}")
-        return registry.get(name)
-
-    known(MODELS, config.model.preset, "model.preset")
+    MODELS.check_options(config.model.preset, {}, f"{source}: model.preset")
+    try:
+        architecture = config.model.sam_config()
+    except FusionlabError as exc:
+        raise FusionlabError(f"{source}: model: {exc}") from None
     if config.model.fusion is not None:
-        block = known(FUSIONS, config.model.fusion, "model.fusion")
-        check_options(block, config.model.fusion_kwargs, f"{source}: model.fusion_kwargs",
-                      f"fusion block {config.model.fusion!r}")
-    sam_fields = {f.name for f in dataclasses.fields(SamConfig)}
-    for key in config.model.overrides:
-        if key not in sam_fields:
-            raise FusionlabError(f"{source}: model.overrides.{key}: unknown model field; allowed: "
-                                 f"{', '.join(sorted(sam_fields))}")
+        FUSIONS.check_options(config.model.fusion, architecture.fusion_kwargs, f"{source}: model.fusion_kwargs",
+                              f"{source}: model.fusion")
     for split in ("train", "val"):
-        dataset_name = config.data.eval_dataset if split == "val" and config.data.eval_dataset else config.data.dataset
-        dataset = known(DATASETS, dataset_name, "data.dataset")
-        check_options(dataset, getattr(config.data, split), f"{source}: data.{split}", f"dataset {dataset_name!r}")
-    depth = known(DEPTH_SOURCES, config.depth.source, "depth.source")
-    check_options(depth, config.depth.options, f"{source}: depth.options", f"depth source {config.depth.source!r}")
+        options = getattr(config.data, split)
+        if options is None:
+            continue
+        key = "eval_dataset" if split == "val" and config.data.eval_dataset else "dataset"
+        DATASETS.check_options(getattr(config.data, key), options, f"{source}: data.{split}", f"{source}: data.{key}")
+    DEPTH_SOURCES.check_options(config.depth.source, config.depth.options, f"{source}: depth.options",
+                                f"{source}: depth.source")
 
 
 def load_run_config(path: Union[str, Path], overrides: Optional[List[str]] = None) -> RunConfig:

@@ -46,6 +46,7 @@ from fusionlab.config import RunConfig, resolve_device
 from fusionlab.data.types import Instance
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, Predictor
+from fusionlab.models.checkpoint import DepthPreprocessing
 from fusionlab.results import write_evaluation
 
 COCO_SIZE_THRESHOLDS: Tuple[float, float] = (32.0 ** 2, 96.0 ** 2)
@@ -374,9 +375,13 @@ def eval_depth_source(model: EfficientViTSam, config: RunConfig, dataset: Any, p
     from fusionlab.depth import build_depth_source
 
     if config.eval.drop_depth:
+        log.info("evaluating with depth dropped: every depth map is the constant %s", DROPPED_DEPTH)
         return build_depth_source("constant", value=DROPPED_DEPTH)
     source = build_depth_source(config.depth.source, **config.depth.options)
-    source.prepare(dataset, progress=progress)
+    counts = source.prepare(dataset, progress=progress)
+    cache = getattr(getattr(source, "cache", None), "folder", None)
+    log.info("evaluating with depth from %s on %s (cache: %s): %s", source.describe(), dataset.describe(),
+             cache or "none, computed on the fly", counts)
     return source
 
 
@@ -417,7 +422,7 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
         depth_source = None
     was_training = model.training
     model.to(resolve_device(config.eval.device, "eval.device")).eval()
-    predictor = Predictor(model)
+    predictor = Predictor(model, None if depth_source is None else DepthPreprocessing.from_source(depth_source))
     rows: List[Dict[str, Any]] = []
     results: List[dict] = []
     image_ids: List[int] = []

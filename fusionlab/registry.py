@@ -12,10 +12,11 @@ import contextlib
 import difflib
 import fnmatch
 import importlib
+import inspect
 import os
 import sys
 from importlib import metadata
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from fusionlab.errors import FusionlabError
 
@@ -25,14 +26,16 @@ class Registry:
 
     Args:
         kind: what the entries are, for messages ("fusion block", "model", ...).
+        supplied: arguments fusionlab passes itself (a fusion block's ``channels``), not options.
         builtin_modules: modules of the package whose import registers the built-ins.
         entry_point_group: the Python entry-point group third-party packages use.
         register_hint: how a user adds an entry, quoted in the unknown-name error.
     """
 
     def __init__(self, kind: str, builtin_modules: Iterable[str], entry_point_group: str,
-                 register_hint: str):
+                 register_hint: str, supplied: Sequence[str] = ()):
         self.kind = kind
+        self.supplied = tuple(supplied)
         self.entry_point_group = entry_point_group
         self.register_hint = register_hint
         self._builtin_modules = list(builtin_modules)
@@ -63,6 +66,11 @@ class Registry:
             self._builtins_loaded = True
             for module in self._builtin_modules:
                 importlib.import_module(module)
+
+    def builtin_names(self) -> List[str]:
+        """Sorted names of the package's own entries (no entry points, no plugins)."""
+        self._load_builtins()
+        return sorted(n for n, f in self._entries.items() if getattr(f, "__module__", None) in self._builtin_modules)
 
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
@@ -108,6 +116,48 @@ class Registry:
 
     def build(self, name: str, *args, **kwargs):
         return self.get(name)(*args, **kwargs)
+
+    def options(self, name: str) -> Dict[str, inspect.Parameter]:
+        """The options an entry takes (its keyword arguments, less those fusionlab supplies)."""
+        parameters = inspect.signature(self.get(name)).parameters
+        return {n: p for n, p in parameters.items() if n not in self.supplied
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+    def check_options(self, name: str, options: Mapping[str, Any], where: str, name_where: Optional[str] = None
+                      ) -> None:
+        """Raise a one-line error for an unknown name (prefixed ``name_where``, default ``where``), an
+        unknown option or a missing one (prefixed ``where``, the options' YAML path).
+
+        An entry whose factory has ``wraps = "source"`` (e.g. the ``shuffled`` depth control) passes
+        the options it does not know to the entry its ``source`` option names; they are checked there.
+        """
+        if not isinstance(options, Mapping):
+            raise FusionlabError(f"{where}: expected a mapping of options, got {options!r}")
+        if name not in self:
+            prefix = name_where or where
+            raise FusionlabError(f"{prefix + ': ' if prefix else ''}{self.unknown_message(name)}")
+        known = self.options(name)
+        parameters = inspect.signature(self.get(name)).parameters.values()
+        extra = {k: v for k, v in options.items() if k not in known}
+        wrapped = getattr(self.get(name), "wraps", None)
+        if extra and wrapped in known:
+            inner = options.get(wrapped, known[wrapped].default)
+            self.check_options(inner, extra, f"{where} (options of {self.kind} {inner!r})")
+        elif extra and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            key = sorted(extra)[0]
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise FusionlabError(f"{where + '.' if where else ''}{key}: unknown option of {self.kind} {name!r}; "
+                                 f"{hint}allowed: {', '.join(known) or '(none)'}")
+        missing = [n for n, p in known.items() if p.default is p.empty and n not in options]
+        if missing:
+            raise FusionlabError(f"{where + ': ' if where else ''}{self.kind} {name!r} needs option {missing[0]!r}; "
+                                 f"its options: {', '.join(known)}")
+
+    def build_checked(self, name: str, *supplied: Any, **options: Any) -> Any:
+        """``build`` after :meth:`check_options` (no YAML path: the caller's error names the config)."""
+        self.check_options(name, options, "")
+        return self.get(name)(*supplied, **options)
 
 
 def import_plugins(modules: Optional[Iterable[str]], where: str = "plugins") -> None:

@@ -7,10 +7,12 @@ upsampled to the encoder-input frame and scored against the masks put in that fr
 (resized like the image, padded) with ``bce_weight``·BCE + ``dice_weight``·dice. With
 multimask output only the best of the masks (lowest loss) of each prompt gets gradient.
 AdamW (no weight decay on 1-D parameters: norms, biases, fusion α), cosine schedule after
-a linear warmup, gradient-norm clipping.
+a linear warmup, gradient-norm clipping. With ``interactive_rounds`` the decoder then runs
+more rounds per step, each adding a correction click per mask (see :func:`predict_rounds`).
 
 A run folder holds ``config.yaml``, ``train_log.csv``, ``checkpoint.safetensors`` and, written
-last, ``train_done.json``: a folder without it is not a complete run.
+last, ``train_done.json``: a folder without it is not a complete run. Everything a run reads
+(options, device, checkpoint, dataset) is checked before the folder is created or touched.
 """
 from __future__ import annotations
 
@@ -34,14 +36,13 @@ from tqdm import tqdm
 
 from fusionlab.atomic import atomic_write_text
 from fusionlab.config import RunConfig, TrainSection, resolve_device
-from fusionlab.data import build_dataset
+from fusionlab.data import build_dataset, transforms
 from fusionlab.data.prompts import box_from_instance, sample_points
 from fusionlab.data.types import Sample
 from fusionlab.depth import build_depth_source
 from fusionlab.depth.base import DepthSource
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, save_checkpoint
-from fusionlab.models.sam import preprocess_depth, preprocess_image, resized_shape
 
 log = logging.getLogger("fusionlab.train")
 
@@ -107,25 +108,58 @@ def check_parts(names: Sequence[str], where: Callable[[int, str], str]) -> None:
             raise FusionlabError(f"{where(i, name)}: unknown part {name!r}; allowed: {', '.join(PARTS)}")
 
 
+# What each number of the train section must be; NaN fails every comparison, so it is refused too.
+_POSITIVE = (lambda v: 0 < v < math.inf, "a finite number > 0")
+_NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "a finite number >= 0")
+_PROBABILITY = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
+_AT_LEAST_ONE = (lambda v: v >= 1, "an integer >= 1")
+_AT_LEAST_ZERO = (lambda v: v >= 0, "an integer >= 0")
+NUMBER_RULES = {
+    "lr": _POSITIVE, "weight_decay": _NON_NEGATIVE, "grad_clip": (_NON_NEGATIVE[0], "a finite number >= 0 (0: off)"),
+    "bce_weight": _NON_NEGATIVE, "dice_weight": _NON_NEGATIVE, "iou_weight": _NON_NEGATIVE,
+    "box_prob": _PROBABILITY, "multimask_prob": _PROBABILITY,
+    "epochs": _AT_LEAST_ONE, "batch_size": _AT_LEAST_ONE, "masks_per_image": _AT_LEAST_ONE,
+    "max_points": _AT_LEAST_ONE, "log_every": _AT_LEAST_ONE, "warmup_steps": _AT_LEAST_ZERO,
+    "num_workers": _AT_LEAST_ZERO, "interactive_rounds": _AT_LEAST_ZERO,
+    "seed": _AT_LEAST_ZERO,  # numpy's generators refuse negative seeds
+}
+
+
 def check_train_section(train: TrainSection) -> None:
-    """One-line errors for option values the loop cannot run with."""
+    """One-line errors for option values the loop cannot run with, or that make no sense."""
     check_parts(train.freeze, lambda i, _: f"train.freeze[{i}]")
     check_parts(list(train.lr_multipliers), lambda _, name: f"train.lr_multipliers.{name}")
     for name, value in train.lr_multipliers.items():
-        if not value >= 0:
-            raise FusionlabError(f"train.lr_multipliers.{name}: {value} must be >= 0")
-    for name in ("epochs", "batch_size", "masks_per_image", "max_points", "log_every"):
-        if getattr(train, name) < 1:
-            raise FusionlabError(f"train.{name}: {getattr(train, name)} must be >= 1")
-    for name in ("box_prob", "multimask_prob"):
-        if not 0.0 <= getattr(train, name) <= 1.0:
-            raise FusionlabError(f"train.{name}: {getattr(train, name)} must be in [0, 1]")
-    if len(train.betas) != 2:
-        raise FusionlabError(f"train.betas: {train.betas} must be two numbers")
+        if not _NON_NEGATIVE[0](value):
+            raise FusionlabError(f"train.lr_multipliers.{name}: {value} must be {_NON_NEGATIVE[1]}")
+    for name, (valid, expected) in NUMBER_RULES.items():
+        if not valid(getattr(train, name)):
+            raise FusionlabError(f"train.{name}: {getattr(train, name)} must be {expected}")
+    for name in ("steps", "max_steps"):
+        if getattr(train, name) is not None and getattr(train, name) < 1:
+            raise FusionlabError(f"train.{name}: {getattr(train, name)} must be an integer >= 1 or null")
+    if train.steps is not None and train.max_steps is not None:
+        raise FusionlabError(f"train.steps: {train.steps} and train.max_steps: {train.max_steps} both given; "
+                             "expected one: steps (exactly that many) or max_steps (a cap on the epochs)")
+    if len(train.betas) != 2 or not all(0 <= beta < 1 for beta in train.betas):
+        raise FusionlabError(f"train.betas: {train.betas} must be two numbers in [0, 1)")
     if train.precision not in PRECISIONS:
         raise FusionlabError(f"train.precision: {train.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if train.max_steps is not None and train.max_steps < 1:
-        raise FusionlabError(f"train.max_steps: {train.max_steps} must be >= 1 or null")
+
+
+def plan_steps(train: TrainSection, batches: int) -> Tuple[int, int]:
+    """``(steps, epochs)``: the optimiser steps to take with ``batches`` per epoch, and the
+    epochs they span (the last one cut short when the steps end inside it)."""
+    if train.steps is not None:
+        return train.steps, math.ceil(train.steps / batches)
+    total = train.epochs * batches
+    if train.max_steps is not None and train.max_steps > total:
+        log.warning("train.max_steps: %d is only a cap; train.epochs: %d of %d batches gives %d steps, and only "
+                    "these are trained (set train.steps: %d instead for exactly %d)",
+                    train.max_steps, train.epochs, batches, total, train.max_steps, train.max_steps)
+    if train.max_steps is not None:
+        total = min(total, train.max_steps)
+    return total, math.ceil(total / batches)
 
 
 def param_groups(model: EfficientViTSam, train: TrainSection) -> List[dict]:
@@ -169,35 +203,27 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 # ------------------------------------------------------------------------------ data
 class InputFrame:
     """The model's input frames, detached from the model (DataLoader workers must not touch a
-    model whose buffers may live on the GPU): images and depth as :func:`preprocess_image` and
-    :func:`preprocess_depth` make them, masks into the same frame, prompts into the prompt frame."""
+    model whose buffers may live on the GPU): :mod:`fusionlab.data.transforms` at the model's
+    ``image_size`` (encoder input side ``image_size[1]``, prompt frame ``image_size[0]``)."""
 
     def __init__(self, image_size: Tuple[int, int]):
         self.image_size = tuple(image_size)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return preprocess_image(image, self.image_size[1])
+        """``(H, W, 3)`` uint8 → ``(3, S, S)``; see :func:`~fusionlab.data.transforms.preprocess_image`."""
+        return transforms.preprocess_image(image, self.image_size[1])
 
     def preprocess_depth(self, depth: np.ndarray, image_shape: Tuple[int, int]) -> torch.Tensor:
-        return preprocess_depth(depth, self.image_size[1], image_shape)
+        """``(H, W)`` → ``(1, S, S)``; see :func:`~fusionlab.data.transforms.preprocess_depth`."""
+        return transforms.preprocess_depth(depth, self.image_size[1], image_shape)
 
     def masks(self, masks: np.ndarray) -> torch.Tensor:
-        """``(K, H, W)`` bool → ``(K, S, S)`` bool in the encoder-input frame: resized like the
-        image (bilinear, antialiased when shrinking), thresholded at 0.5, padded with False."""
-        size = self.image_size[1]
-        height, width = masks.shape[1:]
-        tensor = torch.from_numpy(masks).float()[:, None]
-        if max(height, width) != size:
-            new_h, new_w = resized_shape(height, width, size)
-            tensor = F.interpolate(tensor, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                                   antialias=max(height, width) > size)
-        tensor = tensor[:, 0] >= 0.5
-        return F.pad(tensor, (0, size - tensor.shape[2], 0, size - tensor.shape[1]))
+        """``(K, H, W)`` bool → ``(K, S, S)`` bool; see :func:`~fusionlab.data.transforms.preprocess_masks`."""
+        return transforms.preprocess_masks(masks, self.image_size[1])
 
     def prompt_scale(self, height: int, width: int) -> np.ndarray:
-        """``(2,)`` factors taking original ``(x, y)`` pixels to the prompt frame (as the predictor does)."""
-        new_h, new_w = resized_shape(height, width, self.image_size[0])
-        return np.array([new_w / width, new_h / height], dtype=np.float32)
+        """``(2,)`` float32 factors taking original ``(x, y)`` pixels to the prompt frame (as the predictor does)."""
+        return np.array(transforms.prompt_scale(height, width, self.image_size[0]), dtype=np.float32)
 
 
 @dataclass
@@ -208,11 +234,13 @@ class Targets:
         masks: ``(K, S, S)`` bool in the encoder-input frame.
         boxes: ``(K, 4)`` xyxy in the prompt frame, or None when prompted by points.
         points: ``(K, P, 2)`` xy in the prompt frame, or None when prompted by boxes.
+        input_size: ``(h, w)`` of the resized image inside the padded ``S × S`` frame.
     """
 
     masks: torch.Tensor
     boxes: Optional[torch.Tensor]
     points: Optional[torch.Tensor]
+    input_size: Tuple[int, int]
 
     def prompt(self, device: torch.device) -> dict:
         """The prompt dict :meth:`EfficientViTSam.forward` takes (all points are positive)."""
@@ -258,17 +286,18 @@ class PromptedImages(torch.utils.data.Dataset):
             keep = np.sort(rng.choice(len(instances), size=self.train.masks_per_image, replace=False))
             instances = [instances[k] for k in keep]
         height, width = sample.image.shape[:2]
+        size = self.frame.image_size[1]
+        input_size = transforms.resized_shape(height, width, size)
         if not instances:
-            size = self.frame.image_size[1]
-            return Targets(torch.zeros((0, size, size), dtype=torch.bool), torch.zeros((0, 4)), None)
+            return Targets(torch.zeros((0, size, size), dtype=torch.bool), torch.zeros((0, 4)), None, input_size)
         masks = self.frame.masks(np.stack([inst.mask for inst in instances]))
         scale = self.frame.prompt_scale(height, width)
         if rng.random() < self.train.box_prob:
             boxes = np.stack([box_from_instance(inst) for inst in instances]) * np.tile(scale, 2)
-            return Targets(masks, torch.from_numpy(boxes), None)
+            return Targets(masks, torch.from_numpy(boxes), None, input_size)
         count = int(rng.integers(1, self.train.max_points + 1))
         points = np.stack([sample_points(inst.mask, count, rng) for inst in instances]) * scale
-        return Targets(masks, None, torch.from_numpy(points))
+        return Targets(masks, None, torch.from_numpy(points), input_size)
 
 
 def collate(items: List[Tuple[torch.Tensor, Optional[torch.Tensor], Targets]]
@@ -319,6 +348,85 @@ def batch_loss(outputs: List[Tuple[torch.Tensor, torch.Tensor]], targets: List[T
             "iou_mse": iou_mse.detach()}
 
 
+def rounds_loss(rounds: List[List[Tuple[torch.Tensor, torch.Tensor]]], targets: List[Targets],
+                train: TrainSection) -> Dict[str, torch.Tensor]:
+    """:func:`batch_loss` of every round of :func:`predict_rounds`, averaged over the rounds
+    (a mean, not a sum, so that the loss and the learning rate keep their scale with more rounds)."""
+    losses = [batch_loss(outputs, targets, train) for outputs in rounds]
+    return {name: sum(loss[name] for loss in losses) / len(losses) for name in losses[0]}
+
+
+# ------------------------------------------------------------------------------ interactive rounds
+def predict_rounds(model: EfficientViTSam, images: torch.Tensor, depths: Optional[torch.Tensor],
+                   targets: List[Targets], multimask: bool, train: TrainSection, device: torch.device,
+                   clicks: Optional[torch.Generator]) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
+    """The model's outputs for each image's first prompt, then for ``train.interactive_rounds`` more
+    rounds, the images encoded once.
+
+    Each round adds to every mask's prompt one correction click (:func:`correction_click`) on the
+    output of the round before with the highest predicted IoU, and, with
+    ``interactive_mask_input``, that output's low-res logits as ``mask_input``. Every round decodes
+    with the step's ``multimask`` choice, as the click evaluation decodes every click with
+    multimask output. Clicks and mask inputs carry no gradient, as in SAM.
+    Returns: per round, B tuples ``(low-res logits (N, M, h, w), IoU predictions (N, M))``.
+    """
+    embeddings = model.encode(images, depths)
+    prompts = [t.prompt(device) for t in targets]
+    rounds = []
+    for _ in range(1 + train.interactive_rounds):
+        if rounds:
+            with torch.no_grad():
+                prompts = [next_prompt(prompt, outputs, target, model.image_size[0], train, clicks)
+                           for prompt, outputs, target in zip(prompts, rounds[-1], targets)]
+        rounds.append([model.decode(embeddings[i:i + 1], points=p.get("points"), boxes=p.get("boxes"),
+                                    mask_input=p.get("mask_input"), multimask_output=multimask)
+                       for i, p in enumerate(prompts)])
+    return rounds
+
+
+def next_prompt(prompt: dict, outputs: Tuple[torch.Tensor, torch.Tensor], target: Targets, prompt_frame: int,
+                train: TrainSection, clicks: torch.Generator) -> dict:
+    """One image's prompt for the next round: a correction click per mask appended to its points
+    (a box prompt gains points) and, with ``interactive_mask_input``, the chosen low-res logits."""
+    logits, iou_pred = outputs
+    chosen = logits[torch.arange(len(logits), device=logits.device), iou_pred.argmax(dim=1)][:, None]
+    coords, labels = correction_click(chosen, target, prompt_frame, clicks)
+    if "points" in prompt:
+        coords = torch.cat([prompt["points"][0], coords], dim=1)
+        labels = torch.cat([prompt["points"][1], labels], dim=1)
+    extra = {"mask_input": chosen} if train.interactive_mask_input else {}
+    return {**prompt, "points": (coords, labels), **extra}
+
+
+def correction_click(low_res: torch.Tensor, target: Targets, prompt_frame: int, clicks: torch.Generator
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One click per mask, drawn uniformly from the error region of a prediction (SAM's recipe).
+
+    Args:
+        low_res: ``(N, 1, h, w)`` logits of the prediction.
+        target: the image's ``masks (N, S, S)`` and ``input_size``; the padding holds no clicks.
+        prompt_frame: side of the prompt frame (``image_size[0]``).
+        clicks: the generator that draws the clicks, on ``low_res``'s device.
+    Returns:
+        ``coords (N, 1, 2)`` xy in the prompt frame and ``labels (N, 1)``: 1 on a pixel of the
+        object the prediction missed, 0 on a pixel it covers wrongly, -1 (a point the prompt
+        encoder ignores) where the prediction has no error.
+    """
+    masks = target.masks.to(low_res.device)
+    size = masks.shape[-1]
+    predicted = F.interpolate(low_res.float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0] > 0
+    errors = predicted != masks
+    errors[:, target.input_size[0]:] = False
+    errors[:, :, target.input_size[1]:] = False
+    # the arg-max of i.i.d. uniform scores over the error pixels is a uniform draw among them
+    scores = torch.rand(errors.shape, generator=clicks, device=errors.device).masked_fill_(~errors, -1.0)
+    pick = scores.flatten(1).argmax(dim=1)
+    labels = masks.flatten(1).gather(1, pick[:, None]).int()
+    labels[~errors.flatten(1).any(dim=1)] = -1
+    coords = torch.stack([pick % size, pick // size], dim=1).float() * (prompt_frame / size)
+    return coords[:, None], labels
+
+
 # ------------------------------------------------------------------------------ loop
 def autocast(device: torch.device, precision: str):
     """bf16 autocast for ``bf16`` (``auto`` on CUDA), nothing for ``fp32`` (``auto`` elsewhere)."""
@@ -349,10 +457,10 @@ def make_loader(config: RunConfig, model: EfficientViTSam, device: torch.device,
                 ) -> Tuple[PromptedImages, torch.utils.data.DataLoader]:
     """The training split, its depth source (RGB-D models only) and the shuffling loader."""
     train = config.train
-    dataset = build_dataset(config.data.dataset, **config.data.train)
+    options = config.data.train_options()
+    dataset = build_dataset(config.data.dataset, **options)
     if len(dataset) == 0:
-        raise FusionlabError(f"data.train: dataset {config.data.dataset!r} with options {config.data.train} "
-                             "has no images")
+        raise FusionlabError(f"data.train: dataset {config.data.dataset!r} with options {options} has no images")
     depth_source = None
     if model.has_depth:
         depth_source = build_depth_source(config.depth.source, **config.depth.options)
@@ -365,92 +473,134 @@ def make_loader(config: RunConfig, model: EfficientViTSam, device: torch.device,
     return items, loader
 
 
+@dataclass
+class Setup:
+    """What a run trains with, built (and so checked) before its folder is touched.
+
+    Attributes:
+        steps: optimiser steps to take (see :func:`plan_steps`); epochs: how many they span.
+    """
+
+    model: EfficientViTSam
+    device: torch.device
+    items: PromptedImages
+    loader: torch.utils.data.DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps: int
+    epochs: int
+
+
+def set_up(config: RunConfig, progress: bool) -> Setup:
+    """Check the train section and the device, build the model (its checkpoint loaded), the
+    data and the optimiser: every error a run's inputs can cause, before anything is written."""
+    train_cfg = config.train
+    check_train_section(train_cfg)
+    device = resolve_device(train_cfg.device, "train.device")
+    torch.manual_seed(train_cfg.seed)
+    model = build_run_model(config)
+    items, loader = make_loader(config, model, device, progress)
+    steps, epochs = plan_steps(train_cfg, len(loader))
+    model.to(device)
+    groups = param_groups(model, train_cfg)
+    if not groups:
+        raise FusionlabError(f"train.freeze: {train_cfg.freeze} freezes every part of this model; nothing to train")
+    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, betas=tuple(train_cfg.betas))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, steps, train_cfg.warmup_steps))
+    trainable = sum(p.numel() for g in groups for p in g["params"])
+    log.info("training %s on %d images of %s (%s depth) for %d steps (%d epochs of %d batches) on %s; "
+             "%.2f M parameters, %.2f M trainable", config.model.preset, len(items), config.data.dataset,
+             config.depth.source if model.has_depth else "no", steps, epochs, len(loader), device,
+             sum(p.numel() for p in model.parameters()) / 1e6, trainable / 1e6)
+    return Setup(model, device, items, loader, optimizer, scheduler, steps, epochs)
+
+
+def open_run_folder(run_dir: Path, config: RunConfig) -> None:
+    """Create ``run_dir`` and write its ``config.yaml``; an earlier run's done marker goes first,
+    so that the folder does not look complete until this run is."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DONE_FILE).unlink(missing_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
 def train(config: RunConfig, run_dir: Path, progress: bool = True,
           on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]] = None) -> TrainResult:
     """Train the model of ``config`` and write the run folder ``run_dir``.
 
     Args:
         config: the run (its ``train`` section holds the recipe's options).
-        run_dir: created if needed; files: ``config.yaml``, ``train_log.csv`` (columns
-            step, epoch, loss, bce, dice, iou_mse, lr, seconds since the first step),
-            ``checkpoint.safetensors`` and, last, ``train_done.json``.
+        run_dir: created if needed, once the run's inputs are checked (an error in them leaves an
+            existing folder, a finished run's included, as it was); files: ``config.yaml``,
+            ``train_log.csv`` (columns step, epoch, loss, bce, dice, iou_mse, lr, seconds since
+            the first step), ``checkpoint.safetensors`` and, last, ``train_done.json``.
         progress: show tqdm bars.
-        on_epoch_end: called as ``(epoch, model)`` after every epoch that ran (also one cut
-            short by ``max_steps``); what it raises (e.g. ``optuna.TrialPruned``) propagates.
+        on_epoch_end: called as ``(epoch, model)`` after every epoch that ran (also the last
+            one, cut short by ``steps`` or ``max_steps``); what it raises (e.g.
+            ``optuna.TrialPruned``) propagates.
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
     """
-    train_cfg = config.train
-    check_train_section(train_cfg)
+    setup = set_up(config, progress)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / DONE_FILE).unlink(missing_ok=True)  # a rerun must not look complete until it is
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-    torch.manual_seed(train_cfg.seed)
-    device = resolve_device(train_cfg.device, "train.device")
-    model = build_run_model(config)
-    items, loader = make_loader(config, model, device, progress)
-    model.to(device)
-    groups = param_groups(model, train_cfg)
-    if not groups:
-        raise FusionlabError(f"train.freeze: {train_cfg.freeze} freezes every part of this model; nothing to train")
-    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, betas=tuple(train_cfg.betas))
-    total = train_cfg.epochs * len(loader)
-    if train_cfg.max_steps is not None:
-        total = min(total, train_cfg.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, train_cfg.warmup_steps))
-    trainable = sum(p.numel() for g in groups for p in g["params"])
-    log.info("training %s on %d images of %s (%s depth) for %d steps (%d epochs of %d) on %s; "
-             "%.2f M parameters, %.2f M trainable", config.model.preset, len(items), config.data.dataset,
-             config.depth.source if model.has_depth else "no", total, train_cfg.epochs, len(loader), device,
-             sum(p.numel() for p in model.parameters()) / 1e6, trainable / 1e6)
-
-    step_rng = np.random.default_rng([train_cfg.seed, 1])  # multimask draws, one per step
+    open_run_folder(run_dir, config)
     step_log = StepLog(run_dir / "train_log.csv")
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        steps, loss_value, wall_s = run_steps(setup, config.train, step_log, progress, on_epoch_end)
+    finally:
+        step_log.close()
+    checkpoint = None
+    if config.train.save_checkpoint:
+        checkpoint = save_checkpoint(setup.model, run_dir / "checkpoint.safetensors",
+                                     depth_source=setup.items.depth_source)
+    atomic_write_text(run_dir / DONE_FILE, json.dumps(
+        {"steps": steps, "final_loss": loss_value, "wall_s": round(wall_s, 3)}, indent=2))
+    log.info("trained %d steps in %.1f s; final loss %.4f", steps, wall_s, loss_value)
+    return TrainResult(model=setup.model, steps=steps, final_loss=loss_value, wall_s=wall_s, checkpoint=checkpoint)
+
+
+def run_steps(setup: Setup, train: TrainSection, step_log: StepLog, progress: bool,
+              on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]]) -> Tuple[int, float, float]:
+    """The loop over epochs and batches until ``setup.steps``; returns ``(steps taken, last loss,
+    seconds)``. Raises :class:`TrainingDiverged` on a NaN or infinite loss."""
+    step_rng = np.random.default_rng([train.seed, 1])  # multimask draws, one per step
+    clicks = torch.Generator(setup.device).manual_seed(train.seed) if train.interactive_rounds else None
+    bar = tqdm(total=setup.steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     step, images_seen, loss_value, start = 0, 0, float("nan"), time.perf_counter()
     try:
-        for epoch in range(train_cfg.epochs):
-            if step >= total:
-                break
-            items.set_epoch(epoch)
-            set_train_mode(model, train_cfg.freeze)
-            for images, depths, targets in itertools.islice(loader, total - step):  # max_steps may stop mid-epoch
-                multimask = bool(step_rng.random() < train_cfg.multimask_prob)
-                losses = train_step(model, optimizer, images, depths, targets, multimask, train_cfg, device)
+        for epoch in range(setup.epochs):
+            setup.items.set_epoch(epoch)
+            set_train_mode(setup.model, train.freeze)
+            for images, depths, targets in itertools.islice(setup.loader, setup.steps - step):
+                multimask = bool(step_rng.random() < train.multimask_prob)
+                losses = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
+                                    setup.device, clicks)
                 loss_value = losses["loss"]
                 if not math.isfinite(loss_value):
                     raise TrainingDiverged(
                         f"training diverged at step {step + 1} (epoch {epoch}): loss is {loss_value}; "
-                        f"try a lower train.lr (now {train_cfg.lr}) or train.grad_clip")
-                lr = train_cfg.lr * lr_factor(step, total, train_cfg.warmup_steps)
-                scheduler.step()
+                        f"try a lower train.lr (now {train.lr}) or train.grad_clip")
+                lr = train.lr * lr_factor(step, setup.steps, train.warmup_steps)
+                setup.scheduler.step()
                 step += 1
-                if step % train_cfg.log_every == 0 or step == total:
+                if step % train.log_every == 0 or step == setup.steps:
                     step_log.write(step=step, epoch=epoch, lr=lr, seconds=round(time.perf_counter() - start, 4),
                                    **losses)
                 images_seen += len(targets)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
             if on_epoch_end is not None:
-                on_epoch_end(epoch, model)
+                on_epoch_end(epoch, setup.model)
     finally:
         bar.close()
-        step_log.close()
-    wall_s = time.perf_counter() - start
-    checkpoint = save_checkpoint(model, run_dir / "checkpoint.safetensors") if train_cfg.save_checkpoint else None
-    atomic_write_text(run_dir / DONE_FILE, json.dumps(
-        {"steps": step, "final_loss": loss_value, "wall_s": round(wall_s, 3)}, indent=2))
-    log.info("trained %d steps in %.1f s; final loss %.4f", step, wall_s, loss_value)
-    return TrainResult(model=model, steps=step, final_loss=loss_value, wall_s=wall_s, checkpoint=checkpoint)
+    return step, loss_value, time.perf_counter() - start
 
 
 def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                depths: Optional[torch.Tensor], targets: List[Targets], multimask: bool, train: TrainSection,
-               device: torch.device) -> Dict[str, float]:
-    """One optimiser step on a batch; returns the step's ``loss``, ``bce`` and ``dice``.
+               device: torch.device, clicks: Optional[torch.Generator]) -> Dict[str, float]:
+    """One optimiser step on a batch; returns the step's ``loss``, ``bce``, ``dice`` and ``iou_mse``
+    (means over the interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks).
 
     Images without any mask are left out of the forward: they would carry no loss. A
     batch with no mask at all takes no step and reports zeros.
@@ -462,8 +612,8 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
     images = images[keep].to(device, non_blocking=True)
     depths = depths[keep].to(device, non_blocking=True) if depths is not None else None
     with autocast(device, train.precision):
-        outputs = model(images, depths, [t.prompt(device) for t in targets], multimask_output=multimask)
-    losses = batch_loss(outputs, targets, train)
+        rounds = predict_rounds(model, images, depths, targets, multimask, train, device, clicks)
+    losses = rounds_loss(rounds, targets, train)
     loss_value = losses["loss"].item()
     if not math.isfinite(loss_value):
         return {"loss": loss_value, "bce": float("nan"), "dice": float("nan"), "iou_mse": float("nan")}

@@ -1,5 +1,6 @@
 """The command line on data a user brings: COCO and SA-1B folders, and one-line errors."""
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,8 @@ def _coco_config(folder: Path, fusion="add") -> dict:
             "depth": {"source": "dataset"}, "train": dict(TINY_TRAIN), "eval": {"prompts": ["box", "click2"]}}
 
 
-def test_train_then_eval_on_a_coco_folder_with_depth(coco_folder, tmp_path, capsys):
+def test_train_then_eval_on_a_coco_folder_with_depth(coco_folder, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="fusionlab")
     config = _write(tmp_path / "coco.yaml", _coco_config(coco_folder))
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
     run = tmp_path / "run"
@@ -91,6 +93,9 @@ def test_train_then_eval_on_a_coco_folder_with_depth(coco_folder, tmp_path, caps
     again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert again["box_miou"] == pytest.approx(metrics["box_miou"], abs=1e-6)
     assert "box_miou" in capsys.readouterr().out
+    evaluated = yaml.safe_load((tmp_path / "eval" / "config.yaml").read_text())  # what was evaluated, kept with it
+    assert evaluated["depth"]["source"] == "dataset" and evaluated["model"]["fusion"] == "add"
+    assert any(r.getMessage().startswith("evaluating with depth from dataset depth") for r in caplog.records)
 
 
 def test_train_on_an_sa1b_folder_evaluates_on_coco(sa1b_folder, coco_folder, tmp_path):
@@ -187,3 +192,13 @@ def test_depth_command_prepares_the_configured_source(coco_folder, tmp_path, cap
     out = capsys.readouterr().out
     assert out.startswith("val: COCO-format instances (instances.json, 3 images")
     assert "): 3 images, 0 computed, 0 already cached" in out and "by depth files from depth" in out
+
+
+@pytest.mark.parametrize("command", [["eval", "CONFIG", "--out", "FILE/sub"], ["report", "RESULTS", "--out", "FILE/x"]])
+def test_an_output_folder_under_a_regular_file_is_a_one_line_error(tmp_path, capsys, command):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    config = _write(tmp_path / "run.yaml", {"eval": {"max_images": 1}})
+    replace = {"CONFIG": str(config), "FILE/sub": str(tmp_path / "file.txt" / "sub"), "RESULTS": str(tmp_path),
+               "FILE/x": str(tmp_path / "file.txt" / "x")}
+    assert main([replace.get(word, word) for word in command]) == 2
+    assert "file.txt is a file, not a folder" in _error_line(capsys)

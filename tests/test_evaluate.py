@@ -306,7 +306,7 @@ def test_eval_command_writes_metrics_and_instances(coco_set, tmp_path, capsys):
     table = pd.read_csv(out / "instances.csv")
     assert len(table) == 3 * 2 and set(table["prompt"]) == {"box", "click1"}
     assert "click1" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["instances.csv", "metrics.json"]  # no temp files left
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "instances.csv", "metrics.json"]  # no temp files
 
 
 def test_eval_command_rejects_a_checkpoint_of_another_model(coco_set, tmp_path, capsys):

@@ -1,6 +1,9 @@
 """The training loop on tiny synthetic RGB-D scenes with the CPU demo preset."""
 import csv
 import json
+import logging
+import math
+import os
 
 import pandas as pd
 import pytest
@@ -9,10 +12,11 @@ import yaml
 
 from fusionlab.config import RunConfig, from_dict
 from fusionlab.errors import FusionlabError
-from fusionlab.models import read_config
+from fusionlab.models import EfficientViTSam, read_config
 from fusionlab.models.checkpoint import read_state_dict
 from fusionlab.cli import main
-from fusionlab.train import TrainingDiverged, build_run_model, param_groups, part_modules, train
+from fusionlab.train import (Targets, TrainingDiverged, build_run_model, correction_click, param_groups,
+                             part_modules, train)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -142,6 +146,10 @@ def test_train_command_trains_with_overrides_then_writes_the_evaluation(tmp_path
     out = capsys.readouterr().out
     assert out.startswith("trained 1 steps in ") and f"box_miou 61.25; run folder {run}" in out
 
+    assert main(["train", str(path), "--out", str(run), "--set", "train.max_steps=1"]) == 2  # a finished run
+    assert "holds a finished run (train_done.json)" in capsys.readouterr().err
+    assert main(["train", str(path), "--out", str(run), "--set", "train.max_steps=1", "--overwrite"]) == 0
+
 
 def test_iou_head_learns_the_iou_its_masks_reach():
     """The IoU head is trained (MSE to the reached IoU), so picking the best-predicted mask means something."""
@@ -159,3 +167,177 @@ def test_iou_head_learns_the_iou_its_masks_reach():
     assert losses["iou_mse"].item() == pytest.approx(1 / 3)  # reached IoUs are (1, 0, 0), predictions 0
     losses["loss"].backward()
     assert iou_pred.grad[:, 0].lt(0).all() and iou_pred.grad[:, 1:].eq(0).all()
+
+
+# ------------------------------------------------------------------------------ how long a run trains
+def test_steps_trains_exactly_that_many_steps_cycling_through_the_epochs(tmp_path):
+    epochs = []
+    config = tiny_config(num_images=8, batch_size=4, epochs=4, steps=50, masks_per_image=1,
+                         freeze=["rgb_encoder", "neck"])  # a light step: 50 of them
+
+    result = train(config, tmp_path, progress=False, on_epoch_end=lambda epoch, _: epochs.append(epoch))
+
+    assert result.steps == 50 and json.loads((tmp_path / "train_done.json").read_text())["steps"] == 50
+    with open(tmp_path / "train_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == list(range(1, 51))
+    assert epochs == list(range(25))  # 2 batches an epoch; train.epochs is ignored
+    assert float(rows[24]["lr"]) == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 24 / 50)))  # cosine over 50
+    assert 0 < float(rows[-1]["lr"]) < 1e-5
+
+
+def test_max_steps_beyond_what_the_epochs_give_is_a_cap_and_says_so(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="fusionlab.train"):
+        result = train(tiny_config(num_images=8, batch_size=4, epochs=1, max_steps=50), tmp_path, progress=False)
+
+    assert result.steps == 2 and json.loads((tmp_path / "train_done.json").read_text())["steps"] == 2
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == ("train.max_steps: 50 is only a cap; train.epochs: 1 of 2 batches gives 2 steps, and only "
+                       "these are trained (set train.steps: 50 instead for exactly 50)")
+
+
+# ------------------------------------------------------------------------------ bad input: one line, nothing written
+@pytest.fixture
+def tiny_yaml(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(device="cpu").to_dict()))
+    return path
+
+
+def fails_in_one_line(capsys, argv) -> str:
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.lr=.nan"], "train.lr: nan must be a finite number > 0"),
+    (["train.lr=.inf"], "train.lr: inf must be a finite number > 0"),
+    (["train.lr=0"], "train.lr: 0.0 must be a finite number > 0"),
+    (["train.weight_decay=-0.1"], "train.weight_decay: -0.1 must be a finite number >= 0"),
+    (["train.betas=[0.9, 1.0]"], "train.betas: [0.9, 1.0] must be two numbers in [0, 1)"),
+    (["train.grad_clip=-1"], "train.grad_clip: -1.0 must be a finite number >= 0 (0: off)"),
+    (["train.multimask_prob=1.5"], "train.multimask_prob: 1.5 must be a number in [0, 1]"),
+    (["train.lr_multipliers={decoder: .inf}"], "train.lr_multipliers.decoder: inf must be a finite number >= 0"),
+    (["train.interactive_rounds=-1"], "train.interactive_rounds: -1 must be an integer >= 0"),
+    (["train.steps=0"], "train.steps: 0 must be an integer >= 1 or null"),
+    (["train.steps=50", "train.max_steps=10"], "train.steps: 50 and train.max_steps: 10 both given; expected one: "
+                                               "steps (exactly that many) or max_steps (a cap on the epochs)"),
+    (["model.checkpoint=/nowhere/weights.safetensors"], "checkpoint /nowhere/weights.safetensors does not exist"),
+])
+def test_bad_train_input_is_one_line_and_leaves_no_run_folder(tiny_yaml, tmp_path, capsys, overrides, message):
+    run = tmp_path / "run"
+    argv = ["train", str(tiny_yaml), "--out", str(run)] + [arg for item in overrides for arg in ("--set", item)]
+
+    assert message in fails_in_one_line(capsys, argv)
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("count, message", [
+    (0, "train.device: 'cuda:99': this machine has no CUDA device"),
+    (2, "train.device: 'cuda:99': this machine has 2 CUDA devices (cuda:0..cuda:1)"),
+])
+def test_a_cuda_device_the_machine_lacks_is_one_line_and_leaves_no_run_folder(tiny_yaml, tmp_path, capsys,
+                                                                              monkeypatch, count, message):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    run = tmp_path / "run"
+
+    line = fails_in_one_line(capsys, ["train", str(tiny_yaml), "--out", str(run), "--set", "train.device=cuda:99"])
+
+    assert line == f"fusionlab train: error: {message}"
+    assert not run.exists()
+
+
+def test_a_finished_run_is_refused_as_out_folder_and_kept_when_new_input_is_broken(tiny_yaml, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(tiny_config(max_steps=1), run, progress=False)
+    finished = {path.name: path.read_bytes() for path in run.iterdir()}
+
+    line = fails_in_one_line(capsys, ["train", str(tiny_yaml), "--out", str(run)])
+    assert line == (f"fusionlab train: error: --out {run}: holds a finished run (train_done.json); choose another "
+                    "folder, or pass --overwrite to replace it")
+    broken = tiny_config(max_steps=1)
+    broken.model.checkpoint = str(tmp_path / "missing.safetensors")
+    with pytest.raises(FusionlabError, match="missing.safetensors does not exist"):
+        train(broken, run, progress=False)
+    broken = tiny_config(max_steps=1)
+    broken.data.train = {"split": "train", "num_images": 0}
+    with pytest.raises(FusionlabError, match="num_images=0"):
+        train(broken, run, progress=False)
+
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == finished
+
+
+def test_run_files_get_the_permissions_of_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        train(tiny_config(max_steps=1), tmp_path / "run", progress=False)
+    finally:
+        os.umask(previous)
+
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "run").iterdir()}
+    assert modes == {"config.yaml": 0o640, "train_log.csv": 0o640, "checkpoint.safetensors": 0o640,
+                     "train_done.json": 0o640}
+
+
+# ------------------------------------------------------------------------------ interactive training
+def test_without_interactive_rounds_training_is_bit_for_bit_what_it_was(tmp_path):
+    """The losses the loop gave before interactive rounds existed (commit 94e0ea7): equal bit for bit
+    on the machine they were recorded on; the tolerance only absorbs another CPU's rounding, far
+    below what any change to the prompts, draws or loss would make."""
+    train(tiny_config("add", epochs=2, interactive_rounds=0), tmp_path, progress=False)
+
+    assert losses(tmp_path) == pytest.approx(
+        [14.805737495422363, 14.243354797363281, 13.703717231750488, 13.39912223815918], rel=1e-5)
+
+
+def test_correction_clicks_fall_on_errors_positive_on_misses_negative_on_false_alarms():
+    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+    masks[0, 2:4, 2:4] = True  # mask 0: predicted nowhere, so missed
+    masks[2, 0:3, 0:3] = True  # mask 2: predicted exactly
+    low_res = torch.full((3, 1, 8, 8), -10.0)
+    low_res[1] = 10.0  # mask 1 (empty): predicted everywhere, the padding (rows 6, 7) included
+    low_res[2, 0, 0:3, 0:3] = 10.0
+    target = Targets(masks, None, None, input_size=(6, 8))
+    generator = torch.Generator().manual_seed(0)
+
+    draws = [correction_click(low_res, target, 16, generator) for _ in range(20)]
+
+    for coords, labels in draws:
+        assert coords.shape == (3, 1, 2) and labels.tolist() == [[1], [0], [-1]]
+        x, y = (coords[0, 0] / 2).tolist()  # prompt frame 16 = 2 x the 8-pixel mask frame
+        assert 2 <= x < 4 and 2 <= y < 4
+        assert coords[1, 0, 1] / 2 < 6  # never in the padding
+    assert len({tuple(coords[1, 0].tolist()) for coords, _ in draws}) > 5  # drawn, not a fixed pixel
+
+
+@pytest.mark.parametrize("mask_input", [True, False])
+def test_interactive_rounds_add_a_click_per_mask_each_round(tmp_path, monkeypatch, mask_input):
+    prompts = []
+    decode = EfficientViTSam.decode
+
+    def recording_decode(self, embedding, points=None, boxes=None, mask_input=None, multimask_output=True):
+        prompts.append({"points": points, "boxes": boxes, "mask_input": mask_input})
+        return decode(self, embedding, points=points, boxes=boxes, mask_input=mask_input,
+                      multimask_output=multimask_output)
+
+    monkeypatch.setattr(EfficientViTSam, "decode", recording_decode)
+    config = tiny_config(num_images=2, max_steps=1, box_prob=1.0, interactive_rounds=2,
+                         interactive_mask_input=mask_input)
+
+    result = train(config, tmp_path, progress=False)
+
+    assert result.steps == 1 and math.isfinite(result.final_loss)
+    assert len(prompts) == 3 * 2  # the first prompt and 2 rounds, for each of the 2 images
+    first, later = prompts[:2], prompts[2:]
+    assert all(p["points"] is None and p["mask_input"] is None for p in first)
+    for round_index, prompt in enumerate(later, start=0):
+        clicks = 1 + round_index // 2
+        coords, labels = prompt["points"]
+        masks = len(prompt["boxes"])
+        assert coords.shape == (masks, clicks, 2) and labels.shape == (masks, clicks)
+        assert set(labels.flatten().tolist()) <= {-1, 0, 1}
+        assert (prompt["mask_input"] is not None) == mask_input
+        if mask_input:
+            assert prompt["mask_input"].shape == (masks, 1, 64, 64) and not prompt["mask_input"].requires_grad
+    assert torch.equal(later[2]["points"][1][:, :1], later[0]["points"][1])  # round 2 keeps round 1's click

@@ -10,12 +10,10 @@ LVIS instances JSON), ``sa1b`` (the SA-1B folder layout) and ``synthetic`` (the 
 RGB-D scenes, generated on first use). Third-party datasets come from the entry-point group
 ``fusionlab.datasets`` or from a module listed under ``plugins:`` in a YAML.
 """
-import inspect
 from typing import List
 
 from fusionlab.data.base import InstanceDataset
 from fusionlab.data.types import Instance, Sample
-from fusionlab.errors import FusionlabError
 from fusionlab.registry import Registry
 
 DATASETS = Registry(
@@ -43,17 +41,7 @@ def build_dataset(name: str, **kwargs) -> InstanceDataset:
 
     An unknown or missing option is a one-line error listing the dataset's options.
     """
-    factory = DATASETS.get(name)
-    signature = inspect.signature(factory)
-    options = ", ".join(signature.parameters)
-    unknown = [key for key in kwargs if key not in signature.parameters]
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        raise FusionlabError(f"dataset {name!r} has no option {unknown[0]!r}; its options are: {options}")
-    try:
-        signature.bind(**kwargs)
-    except TypeError as exc:
-        raise FusionlabError(f"dataset {name!r}: {exc}; its options are: {options}") from exc
-    return factory(**kwargs)
+    return DATASETS.build_checked(name, **kwargs)
 
 
 __all__ = ["DATASETS", "Instance", "InstanceDataset", "Sample", "build_dataset", "list_datasets",

@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fusionlab.atomic import atomic_write
 from fusionlab.errors import FusionlabError
 
 DEPTH_SUFFIXES: Tuple[str, ...] = (".png", ".npy", ".tif", ".tiff")
@@ -109,9 +110,9 @@ def read_depth_array(path: Path) -> np.ndarray:
 def write_depth_png(path: Path, depth_m: np.ndarray) -> None:
     """Write ``(H, W)`` metres as a 16-bit PNG of millimetres (rounded, clipped to 0..65.535 m)."""
     mm = np.clip(np.rint(depth_m * MM_PER_METRE), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-    Image.fromarray(mm).save(path)
+    atomic_write(path, lambda tmp: Image.fromarray(mm).save(tmp, format="PNG"))
 
 
 def write_rgb_png(path: Path, rgb: np.ndarray) -> None:
     """Write ``(H, W, 3)`` uint8 RGB as PNG."""
-    Image.fromarray(rgb).save(path)
+    atomic_write(path, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))

@@ -34,13 +34,19 @@ class Sa1bDataset(InstanceDataset):
         max_instances: at most this many masks per image (SA-1B has ~100; the recipe uses 64).
         min_area: masks with area below this (pixels) are skipped.
         seed: fixes the ``max_instances`` draw together with the index.
+        filter: ``"official"`` (default) or ``"clean"`` (see :mod:`fusionlab.data.base`; SA-1B has
+            no crowd annotations, so they differ only on an empty mask).
+        bad_annotations: ``"error"`` (default) or ``"skip"``; checked when an image is read, the
+            skipped count logged once per image.
     """
 
     def __init__(self, root: PathLike, depth_root: Optional[PathLike] = None, depth_scale: Optional[float] = None,
                  image_list: Optional[PathLike] = None, max_images: Optional[int] = None,
-                 max_instances: Optional[int] = None, min_area: float = 1.0, seed: int = 0):
+                 max_instances: Optional[int] = None, min_area: float = 1.0, seed: int = 0,
+                 filter: str = "official", bad_annotations: str = "error"):
         super().__init__(Path(root), depth_root=depth_root, depth_scale=depth_scale,
-                         max_instances=max_instances, min_area=min_area, seed=seed)
+                         max_instances=max_instances, min_area=min_area, seed=seed, filter=filter,
+                         bad_annotations=bad_annotations)
         if not self.images.is_dir():
             raise FusionlabError(f"{self.images}: SA-1B folder not found; expected a folder of sa_<N>.jpg + "
                                  f"sa_<N>.json pairs")

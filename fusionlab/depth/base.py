@@ -1,7 +1,6 @@
 """The depth-source contract and its registry."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -126,12 +125,4 @@ def list_depth_sources(pattern: str = "*") -> List[str]:
 
 def build_depth_source(name: str, **kwargs: Any) -> DepthSource:
     """Build the depth source ``name``; an unknown option is a one-line error listing the known ones."""
-    factory = DEPTH_SOURCES.get(name)
-    parameters = inspect.signature(factory).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    unknown = sorted(set(kwargs) - set(parameters))
-    if unknown and not takes_any:
-        known = ", ".join(p for p in parameters if parameters[p].kind is not inspect.Parameter.VAR_POSITIONAL)
-        raise FusionlabError(f"depth source {name!r}: unknown option(s) {', '.join(unknown)}; "
-                             f"its options are: {known or '(none)'}")
-    return factory(**kwargs)
+    return DEPTH_SOURCES.build_checked(name, **kwargs)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DepthSource, register_depth_source
-from fusionlab.depth.cache import DepthCache, default_cache_dir
+from fusionlab.depth.cache import DEFAULT_LONG_SIDE, DepthCache, default_cache_dir
 from fusionlab.errors import FusionlabError
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
@@ -32,9 +32,10 @@ class DepthAnythingDepth(DepthSource):
     recomputes; the cache key holds everything else that changes the map: the model (hub id
     and snapshot commit, or local folder with its config's hash and its weight files' sizes
     and modification times), the image processor's settings (with ``input_size``), and the
-    raw kind. ``device`` and ``batch_size`` are not in it: batches group images of equal
-    processed size, so they change the map only by float rounding. Neither is the
-    ``transformers`` version: delete the cache folder after an upgrade that changes models.
+    raw kind, and the cache's storage format and resolution (``cache_long_side``). ``device``
+    and ``batch_size`` are not in it: batches group images of equal processed size, so they
+    change the map only by float rounding. Neither is the ``transformers`` version: delete the
+    cache folder after an upgrade that changes models.
 
     Args:
         model: a hub id (found in the local Hugging Face cache when the hub is offline) or a
@@ -48,11 +49,14 @@ class DepthAnythingDepth(DepthSource):
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         batch_size: images per forward pass in :meth:`prepare`.
         cache_dir: cache root; default ``$FUSIONLAB_CACHE/depth`` or ``~/.cache/fusionlab/depth``.
+        cache_long_side: long side of the cached maps at most (1024: the released models' prompt
+            frame; smaller images are stored at their size); null stores every map at its image's
+            size. Maps are read back at the image's size (see :mod:`fusionlab.depth.cache`).
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, input_size: Optional[int] = None, raw: Optional[str] = None,
                  output: str = "disparity", normalize: str = "minmax", device: str = "auto", batch_size: int = 4,
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, cache_long_side: Optional[int] = DEFAULT_LONG_SIDE):
         self.model_ref, self.model_fingerprint, config_file = resolve_model(str(model))
         if raw is None:
             metric = json.loads(config_file.read_text()).get("depth_estimation_type") == "metric"
@@ -64,10 +68,12 @@ class DepthAnythingDepth(DepthSource):
                                  "use device='auto' or 'cpu'")
         self.batch_size = self.check_integer("batch_size", batch_size, 1)
         self.input_size = None if input_size is None else self.check_integer("input_size", input_size, 1)
+        self.cache_long_side = (None if cache_long_side is None
+                                else self.check_integer("cache_long_side", cache_long_side, 1))
         self.processor = self.load_processor()
         self.processor_settings = {k: v for k, v in self.processor.to_dict().items() if not k.startswith("_")}
         self.cache = DepthCache(Path(cache_dir) if cache_dir else default_cache_dir(), "depth_anything",
-                                self.cache_recipe())
+                                self.cache_recipe(), long_side=self.cache_long_side)
         self.model: Optional[torch.nn.Module] = None
 
     def load_processor(self) -> Any:
@@ -89,7 +95,8 @@ class DepthAnythingDepth(DepthSource):
     def options(self) -> Dict[str, Any]:
         return {"model": self.model_ref, "model_fingerprint": self.model_fingerprint,
                 "input_size": self.input_size, "processor": self.processor_settings, "raw": self.raw,
-                "output": self.output, "normalize": self.normalize, "cache_key": self.cache.key}
+                "output": self.output, "normalize": self.normalize, "cache_long_side": self.cache_long_side,
+                "cache_key": self.cache.key}
 
     def describe(self) -> str:
         size = self.processor_settings.get("size")
@@ -124,7 +131,7 @@ class DepthAnythingDepth(DepthSource):
 
     def raw_map(self, sample: Sample, index: int) -> Tuple[np.ndarray, str]:
         path = self.cache.path(sample)
-        raw = self.cache.load(path)
+        raw = self.cache.load(path, sample.image.shape[:2])
         if raw is None:
             raw = self.cache.save(path, self.predict([sample.image])[0])
         return raw, f"Depth Anything map of image {sample.file_name!r} ({path})"

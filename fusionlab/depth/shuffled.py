@@ -26,6 +26,8 @@ class ShuffledDepth(DepthSource):
         **inner_options: options of the inner source (e.g. ``model=`` for ``depth_anything``).
     """
 
+    wraps = "source"  # the options it does not know go to the inner source, and are checked there
+
     def __init__(self, source: str = "dataset", seed: int = 0, **inner_options: Any):
         super().__init__(raw=None, normalize="none")
         if source == "shuffled":

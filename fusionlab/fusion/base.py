@@ -21,6 +21,7 @@ FUSIONS = Registry(
     entry_point_group="fusionlab.fusions",
     register_hint=("decorate a FusionBlock subclass with @fusionlab.register_fusion('name') in a module "
                    "listed under 'plugins:' in the YAML, or expose it in the 'fusionlab.fusions' entry-point group"),
+    supplied=("channels",),
 )
 
 
@@ -64,4 +65,4 @@ def list_fusions(pattern: str = "*") -> List[str]:
 
 def build_fusion(name: str, channels: int, **kwargs) -> FusionBlock:
     """Build the fusion block ``name`` for ``channels``-wide feature maps."""
-    return FUSIONS.build(name, channels, **kwargs)
+    return FUSIONS.build_checked(name, channels, **kwargs)

@@ -1,9 +1,35 @@
-"""EfficientViT-SAM (RGB and RGB-D): architecture, presets, checkpoints, predictor."""
-from fusionlab.models.checkpoint import load_checkpoint, read_config, save_checkpoint
-from fusionlab.models.config import SamConfig
-from fusionlab.models.predictor import Predictor
-from fusionlab.models.presets import MODELS, build_model, list_models, model_config, register_model
-from fusionlab.models.sam import EfficientViTSam
+"""EfficientViT-SAM (RGB and RGB-D): architecture, presets, checkpoints, predictor.
 
-__all__ = ["EfficientViTSam", "MODELS", "Predictor", "SamConfig", "build_model", "list_models", "load_checkpoint",
-           "model_config", "read_config", "register_model", "save_checkpoint"]
+The names below are imported on first use, so that :mod:`fusionlab.models.config` (the
+architecture as a dataclass, which config files are checked against) does not import torch.
+"""
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DepthPreprocessing": "fusionlab.models.checkpoint",
+    "EfficientViTSam": "fusionlab.models.sam",
+    "MODELS": "fusionlab.models.presets",
+    "Predictor": "fusionlab.models.predictor",
+    "SamConfig": "fusionlab.models.config",
+    "build_model": "fusionlab.models.presets",
+    "list_models": "fusionlab.models.presets",
+    "load_checkpoint": "fusionlab.models.checkpoint",
+    "model_config": "fusionlab.models.presets",
+    "read_config": "fusionlab.models.checkpoint",
+    "read_depth_preprocessing": "fusionlab.models.checkpoint",
+    "register_model": "fusionlab.models.presets",
+    "save_checkpoint": "fusionlab.models.checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fusionlab.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,20 +1,103 @@
-"""Loading official EfficientViT-SAM checkpoints and fusionlab's own; saving atomically."""
+"""Loading official EfficientViT-SAM checkpoints and fusionlab's own; saving atomically.
+
+A fusionlab checkpoint is a ``.safetensors`` file whose metadata carries the model's
+:class:`SamConfig` and, for an RGB-D model, the :class:`DepthPreprocessing` its depth maps
+were made with, so that a predictor can turn raw depth into what the model was trained on.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from fusionlab.atomic import atomic_write
+from fusionlab.atomic import atomic_write_bytes
+from fusionlab.depth.normalize import NORMALIZATIONS, RAW_KINDS, postprocess
 from fusionlab.errors import FusionlabError
 from fusionlab.models.config import SamConfig
 from fusionlab.models.sam import EfficientViTSam
 
+if TYPE_CHECKING:
+    from fusionlab.depth.base import DepthSource
+
 CONFIG_METADATA_KEY = "fusionlab_config"
+DEPTH_METADATA_KEY = "fusionlab_depth"
+
+
+@dataclass(frozen=True)
+class DepthPreprocessing:
+    """How a model's depth maps were made from raw maps (see :mod:`fusionlab.depth.normalize`).
+
+    The defaults are those of a :class:`~fusionlab.depth.base.DepthSource`: raw depth, turned
+    into disparity, min-max normalised to [0, 1]. They stand for checkpoints that do not say.
+
+    Attributes:
+        source: the depth source's registry name; None when unknown.
+        raw: the kind of raw map the source read, ``"depth"`` or ``"disparity"``; None for a
+            control that makes its maps without depth (``noise``, ``constant``, ...).
+        output: the kind the model received.
+        normalize: the per-image normalisation, one of ``minmax``, ``median_mad``, ``none``.
+        options: the source's full configuration, for the record.
+    """
+
+    source: Optional[str] = None
+    raw: Optional[str] = "depth"
+    output: str = "disparity"
+    normalize: str = "minmax"
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_source(cls, source: "DepthSource") -> "DepthPreprocessing":
+        config = source.config()
+        return cls(source=config["name"], raw=source.raw, output=source.output, normalize=source.normalize,
+                   options={k: v for k, v in config.items() if k != "name"})
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "DepthPreprocessing":
+        """Parse the metadata entry; a malformed one is a one-line error naming ``where``."""
+        try:
+            fields = json.loads(text)
+            record = cls(**fields)
+        except (ValueError, TypeError) as exc:
+            raise FusionlabError(f"{where}: metadata {DEPTH_METADATA_KEY!r} is not a depth preprocessing "
+                                 f"record ({exc}); expected JSON with keys source, raw, output, normalize") from exc
+        for key, value, allowed in (("raw", record.raw, RAW_KINDS + (None,)), ("output", record.output, RAW_KINDS),
+                                    ("normalize", record.normalize, NORMALIZATIONS)):
+            if value not in allowed:
+                raise FusionlabError(f"{where}: metadata {DEPTH_METADATA_KEY}.{key}={value!r}; expected one of "
+                                     f"{', '.join(repr(a) for a in allowed)}")
+        return record
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @property
+    def value_range(self) -> Tuple[float, float]:
+        """The range the model's depth maps lie in: [0, 1], unbounded for ``normalize="none"``."""
+        return (-np.inf, np.inf) if self.normalize == "none" else (0.0, 1.0)
+
+    def describe(self) -> str:
+        name = f"depth source {self.source!r}" if self.source else "the default depth preprocessing"
+        return f"{name} ({self.output}, {self.normalize})"
+
+    def apply(self, raw: np.ndarray, kind: Optional[str] = None, where: str = "raw_depth") -> np.ndarray:
+        """A raw ``(H, W)`` map of ``kind`` (default: the kind the source read) → the float32
+        ``(H, W)`` map the model was trained on. Invalid pixels (0, negative, NaN) are filled as
+        the sources fill them. With ``normalize="none"`` the map keeps its scale, so it must be in
+        the units the source used."""
+        if self.raw is None:
+            raise FusionlabError(f"{where}: this model was trained on {self.describe()}, a control that makes "
+                                 "its maps without depth, so raw depth cannot become one; pass the map that source "
+                                 "makes (Predictor.set_image(image, depth=...))")
+        kind = self.raw if kind is None else kind
+        if kind not in RAW_KINDS:
+            raise FusionlabError(f"{where}: depth_kind={kind!r}; expected one of {', '.join(map(repr, RAW_KINDS))}")
+        return postprocess(raw, kind, self.output, self.normalize, where)
 
 
 def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
@@ -32,8 +115,7 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types for a bad file
         raise FusionlabError(f"checkpoint {path} could not be read ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}); expected a state dict "
-                             ".pt/.pth or .safetensors file") from exc
+                             f"{_first_line(exc)}); expected a state dict .pt/.pth or .safetensors file") from exc
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -42,27 +124,58 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     return state
 
 
-def read_config(path: Union[str, Path]) -> Optional[SamConfig]:
-    """The :class:`SamConfig` a fusionlab checkpoint was saved with, or None for other files."""
+def read_metadata(path: Union[str, Path]) -> Dict[str, str]:
+    """The metadata of a ``.safetensors`` file (empty for other files and missing ones)."""
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
-        return None
-    with safe_open(str(path), framework="pt") as handle:
-        raw = (handle.metadata() or {}).get(CONFIG_METADATA_KEY)
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception as exc:  # safetensors raises SafetensorError, OSError, ... for a damaged file
+        raise FusionlabError(f"checkpoint {path} could not be read ({type(exc).__name__}: "
+                             f"{_first_line(exc)}); expected a complete safetensors file") from exc
+
+
+def read_config(path: Union[str, Path]) -> Optional[SamConfig]:
+    """The :class:`SamConfig` a fusionlab checkpoint was saved with, or None for other files."""
+    raw = read_metadata(path).get(CONFIG_METADATA_KEY)
     if raw is None:
         return None
-    fields = json.loads(raw)
-    fields["image_size"] = tuple(fields["image_size"])
-    return SamConfig(**fields)
+    try:
+        fields = json.loads(raw)
+        fields["image_size"] = tuple(fields["image_size"])
+        return SamConfig(**fields)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise FusionlabError(f"checkpoint {path}: metadata {CONFIG_METADATA_KEY!r} is not a model config "
+                             f"({type(exc).__name__}: {_first_line(exc)}); expected the JSON save_checkpoint "
+                             "writes") from exc
 
 
-def save_checkpoint(model: EfficientViTSam, path: Union[str, Path]) -> Path:
-    """Write the model's weights and config to ``path`` (.safetensors), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def read_depth_preprocessing(path: Union[str, Path]) -> Optional[DepthPreprocessing]:
+    """The depth preprocessing a fusionlab RGB-D checkpoint records, or None when it records none."""
+    raw = read_metadata(path).get(DEPTH_METADATA_KEY)
+    return None if raw is None else DepthPreprocessing.from_json(raw, f"checkpoint {path}")
+
+
+def save_checkpoint(model: EfficientViTSam, path: Union[str, Path],
+                    depth_source: Optional["DepthSource"] = None) -> Path:
+    """Write the model's weights and config to ``path`` (.safetensors), atomically.
+
+    ``depth_source``: the source of the depth maps the model was trained on; its preprocessing
+    is recorded (see :func:`read_depth_preprocessing`).
+    """
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {CONFIG_METADATA_KEY: json.dumps(model.config.to_dict())}
-    return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    if depth_source is not None:
+        metadata[DEPTH_METADATA_KEY] = DepthPreprocessing.from_source(depth_source).to_json()
+    # Serialised in memory, then written by atomic_write: safetensors' save_file writes its own
+    # temporary file with mode 0600 (safetensors PR #764) that would survive the rename.
+    return atomic_write_bytes(Path(path), save(state, metadata=metadata))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
 
 
 def _shapes(state: Dict[str, torch.Tensor]) -> Dict[str, Tuple[int, ...]]:

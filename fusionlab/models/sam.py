@@ -9,22 +9,17 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
+from fusionlab.data.transforms import PIXEL_MEAN, PIXEL_STD
 from fusionlab.errors import FusionlabError
 from fusionlab.fusion import build_fusion
 from fusionlab.models.backbone import EfficientViTBackbone
 from fusionlab.models.config import FUSION_POINT_NECK, SamConfig
 from fusionlab.models.layers import NORM_EPS, LayerNorm2d
 from fusionlab.models.neck import SamNeck
-
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
 
 
 class ImageEncoder(nn.Module):
@@ -54,8 +49,10 @@ class EfficientViTSam(nn.Module):
     """EfficientViT-SAM, optionally with a depth branch and fusion blocks.
 
     Tensors in and out:
-        images: ``(B, 3, S, S)`` normalised, padded (see :meth:`preprocess`), ``S = image_size[1]``.
-        depths: ``(B, 1, S, S)`` in [0, 1], padded with 0 (see :meth:`preprocess_depth`).
+        images: ``(B, 3, S, S)`` normalised, padded, ``S = image_size[1]``
+            (see :func:`fusionlab.data.transforms.preprocess_image`).
+        depths: ``(B, 1, S, S)`` normalised (in [0, 1] for the default normalisations), padded
+            with 0 (see :func:`fusionlab.data.transforms.preprocess_depth`).
         embeddings: ``(B, embed_dim, grid, grid)``.
         prompts: coordinates in the prompt frame (long side ``image_size[0]``).
         low-res mask logits: ``(N, M, 4·grid, 4·grid)``; IoU predictions ``(N, M)``.
@@ -102,29 +99,6 @@ class EfficientViTSam(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
-
-    # ---------------------------------------------------------------- pre/post-processing
-    @staticmethod
-    def resized_shape(height: int, width: int, long_side: int) -> Tuple[int, int]:
-        """The (h, w) of an image whose longest side is scaled to ``long_side`` (rounded half up)."""
-        return resized_shape(height, width, long_side)
-
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """See :func:`preprocess_image`, at this model's encoder input size."""
-        return preprocess_image(image, self.image_size[1])
-
-    def preprocess_depth(self, depth: np.ndarray, image_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """See :func:`preprocess_depth`, at this model's encoder input size."""
-        return preprocess_depth(depth, self.image_size[1], image_shape)
-
-    def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, int],
-                          original_size: Tuple[int, int]) -> torch.Tensor:
-        """Low-res logits ``(N, M, h, w)`` → ``(N, M, H, W)`` at the original image size: upsampled to
-        the prompt frame, cropped to the resized image, resized to the original (bilinear)."""
-        frame = self.image_size[0]
-        masks = F.interpolate(masks, (frame, frame), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
 
     # ---------------------------------------------------------------- forward parts
     def _depth_as_input(self, depths: torch.Tensor) -> torch.Tensor:
@@ -201,60 +175,3 @@ class EfficientViTSam(nn.Module):
             rgb = dict(rgb)
             rgb[key] = rgb[key].sum(dim=1, keepdim=True)
         self.depth_encoder.load_state_dict({k: v for k, v in rgb.items() if k in own}, strict=True)
-
-
-def resized_shape(height: int, width: int, long_side: int) -> Tuple[int, int]:
-    """The (h, w) of an image whose longest side is scaled to ``long_side`` (rounded half up)."""
-    scale = long_side / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
-
-
-def preprocess_image(image: np.ndarray, size: int) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 RGB → ``(3, size, size)`` float, as the official predictor: resized (PIL
-    bilinear) so the long side is ``size``, scaled to [0, 1], normalised with SAM's mean/std,
-    padded bottom-right with 0. A plain function (no model), so DataLoader workers can run it."""
-    check_image(image)
-    height, width = image.shape[:2]
-    if max(height, width) != size:
-        new_h, new_w = resized_shape(height, width, size)
-        image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-    tensor = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div(255.0)
-    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1) / 255.0
-    std = torch.tensor(PIXEL_STD).view(3, 1, 1) / 255.0
-    tensor = (tensor - mean) / std
-    return F.pad(tensor, (0, size - tensor.shape[2], 0, size - tensor.shape[1]))
-
-
-def preprocess_depth(depth: np.ndarray, size: int, image_shape: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-    """``(H, W)`` float depth map in [0, 1] → ``(1, size, size)``: resized like the image (bilinear,
-    antialiased when shrinking), padded with 0."""
-    check_depth(depth, image_shape)
-    height, width = depth.shape
-    tensor = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
-    if max(height, width) != size:
-        new_h, new_w = resized_shape(height, width, size)
-        tensor = F.interpolate(tensor, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                               antialias=max(height, width) > size)
-    return F.pad(tensor[0], (0, size - tensor.shape[3], 0, size - tensor.shape[2]))
-
-
-def check_image(image: object) -> None:
-    """An image must be an ``(H, W, 3)`` uint8 array."""
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        got = f"{type(image).__name__}" if not isinstance(image, np.ndarray) else \
-            f"array of shape {image.shape} and dtype {image.dtype}"
-        raise FusionlabError(f"image must be an H×W×3 uint8 RGB array; got {got}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise FusionlabError(f"image is empty (shape {image.shape})")
-
-
-def check_depth(depth: object, image_shape: Optional[Tuple[int, int]] = None) -> None:
-    """A depth map must be a finite ``(H, W)`` float array of the image's size."""
-    if not isinstance(depth, np.ndarray) or depth.ndim != 2:
-        got = type(depth).__name__ if not isinstance(depth, np.ndarray) else f"shape {depth.shape}"
-        raise FusionlabError(f"depth must be an H×W array; got {got}")
-    if image_shape is not None and tuple(depth.shape) != tuple(image_shape[:2]):
-        raise FusionlabError(f"depth map is {depth.shape[0]}×{depth.shape[1]} but the image is "
-                             f"{image_shape[0]}×{image_shape[1]}; expected the same size")
-    if not np.isfinite(depth).all():
-        raise FusionlabError(f"depth map has {int((~np.isfinite(depth)).sum())} NaN/inf values; expected finite values")

@@ -11,7 +11,7 @@ from typing import Dict, Optional
 
 from fusionlab.report import plots, tables
 from fusionlab.report._write import save_figure, write_text
-from fusionlab.report.results import SweepResults, load_results
+from fusionlab.report.results import SweepResults, load_results, require_a_complete_trial
 from fusionlab.report.stats import bootstrap_mean_ci, paired_diffs, summarize
 
 __all__ = ["Report", "make_report", "load_results", "summarize", "bootstrap_mean_ci",
@@ -43,9 +43,11 @@ def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
         seed: seed of the bootstrap resampling.
 
     Raises:
-        FusionlabError: the folder or one of its files is missing or malformed.
+        FusionlabError: the folder or one of its files is missing or malformed, or no cell has
+            completed yet (then nothing is written).
     """
     results = load_results(results_dir)
+    require_a_complete_trial(results)
     out = Path(out_dir) if out_dir is not None else results.root / "report"
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(results, n_boot=n_boot, seed=seed)

@@ -33,8 +33,11 @@ def miou_figure(results: SweepResults) -> Figure:
     if long["mIoU"].notna().any():
         sns.barplot(data=long, x="label", y="mIoU", hue="prompt", order=order, errorbar="sd",
                     capsize=0.15, err_kws={"linewidth": 1.0}, ax=ax)
-        ax.tick_params(axis="x", labelrotation=30)
-        ax.legend(title="prompt", frameon=False)
+        # Anchored at the label's end, a rotated label ends under its own bar.
+        for label in ax.get_xticklabels():
+            label.set(rotation=30, ha="right", rotation_mode="anchor")
+        # Outside the axes, right of them: inside, the legend hid a bar whatever its place.
+        ax.legend(title="prompt", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:
         _no_data(ax)
     ax.set(xlabel="", ylabel="mIoU (× 100)",

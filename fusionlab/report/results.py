@@ -20,7 +20,9 @@ reported on a laptop. ``results/<name>/`` contains:
     ``trial_id, variant, seed, state`` (``COMPLETE`` / ``FAIL`` / ``RUNNING`` / ``PRUNED`` /
     ``WAITING``), ``box_miou, box_miou_small, box_miou_medium, box_miou_large, click1_miou,
     click3_miou`` (mIoU × 100), ``params_m, gmacs, latency_ratio`` (latency relative to the
-    RGB-only model, measured in the same process), ``wall_s, error`` (the reason when failed).
+    RGB-only model, measured in the same process; 1 for the baseline by definition, which the
+    report enforces because older sweeps recorded a noisy measurement there),
+    ``wall_s, error`` (the reason when failed).
     Any further numeric column is an extra metric and is kept.
 
 ``trials/<trial_id>/instances.csv``
@@ -29,7 +31,8 @@ reported on a laptop. ``results/<name>/`` contains:
     large), and optional boolean attribute columns such as ``camouflaged``.
 
 A cell retried after a failure may have several rows; the report keeps its ``COMPLETE`` row
-(the last one if there are several), else its last row.
+(the last one if there are several), else its last row. A folder without any ``COMPLETE`` row
+has nothing to report (:func:`require_a_complete_trial`).
 """
 from __future__ import annotations
 
@@ -129,8 +132,22 @@ def load_results(results_dir: Path | str) -> SweepResults:
             raise FusionlabError(f"{root}: no {required}; expected a sweep results folder "
                                  "with sweep.json and trials.csv (written by the sweep)")
     sweep = _parse_sweep(root / "sweep.json")
-    trials = _read_trials(root / "trials.csv", sweep)
+    trials = _baseline_latency_is_one(_read_trials(root / "trials.csv", sweep), sweep)
     return SweepResults(root=root, sweep=sweep, cells=_one_row_per_cell(trials, sweep))
+
+
+def require_a_complete_trial(results: SweepResults) -> None:
+    """Raise unless at least one cell is ``COMPLETE``: a table of dashes would hide that.
+
+    Raises:
+        FusionlabError: naming the folder and how many cells are in which state.
+    """
+    if len(results.complete()):
+        return
+    counts = results.cells["state"].value_counts()
+    states = ", ".join(f"{counts[s]} {s}" for s in (*STATES, MISSING) if s in counts)
+    raise FusionlabError(f"{results.root}: no COMPLETE trial yet ({len(results.cells)} cells: "
+                         f"{states}); run the sweep first, see {results.root / 'trials.csv'}")
 
 
 def load_instances(path: Path) -> pd.DataFrame:
@@ -237,6 +254,17 @@ def _read_trials(path: Path, sweep: Sweep) -> pd.DataFrame:
         _check_values(trials, column, values.notna() | trials[column].isna(),
                       "a number (or an empty cell)", path)
         trials[column] = values.astype(float)
+    return trials
+
+
+def _baseline_latency_is_one(trials: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
+    """The baseline's latency ratio is 1 by definition; an old sweep timed it against itself.
+
+    Only measured values are replaced, so a trial without a latency stays without one.
+    """
+    if "latency_ratio" in trials.columns:
+        timed = (trials["variant"] == sweep.baseline) & trials["latency_ratio"].notna()
+        trials.loc[timed, "latency_ratio"] = 1.0
     return trials
 
 

@@ -3,10 +3,11 @@
 All three render the tidy summary of :func:`fusionlab.report.stats.summarize`; the LaTeX and
 Markdown tables show the same cells: ``mean ± std`` over seeds, the best value per column in
 bold, and Δ box mIoU to the baseline with its 95 % paired bootstrap CI, marked where the CI
-excludes 0.
+excludes 0. Captions name the data by dataset, never by a folder of the machine that ran it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -32,6 +33,8 @@ class Column:
         digits: decimals shown.
         higher_is_better: which end is bold.
         spread: show ``± std`` (off for params and GMACs, which do not vary with the seed).
+        ratio_to_baseline: the baseline's value is 1 by definition, so its cell has no spread
+            and is never bold: being the reference is not being the best.
     """
 
     metric: str
@@ -40,6 +43,7 @@ class Column:
     digits: int = 1
     higher_is_better: bool = True
     spread: bool = True
+    ratio_to_baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,34 @@ class _Syntax:
 
 
 _BOX = Column("box_miou", ("Box mIoU", "all"), "Box mIoU")
-# The small std and CI keep the 11-column table within the text width of a two-column paper
-# (about 500 pt), which is why the float is ``table*``.
+# The 11 columns need the full width of a two-column paper, hence ``table*``; \footnotesize,
+# a small std and CI, and 3 pt column gaps (narrower ones let neighbouring numbers run
+# together) keep it about that wide. Where it is still wider than the line (a one-column
+# paper, long labels, wide numbers), it is scaled down to the line, never up: no layout of
+# 11 columns of mean ± std fits a one-column paper's 345 pt at a legible natural size.
+_LATEX_HEADER = r"""% Written by `fusionlab report`. Needs \usepackage{booktabs} (rules) and
+% \usepackage{graphicx} (\resizebox, which shrinks the table only where it is wider than the
+% text, e.g. in a one-column paper; where it fits, it keeps its natural \footnotesize).
+"""
+_SHRINK_TO_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+# An absolute POSIX, home or Windows path that starts a word: not the "/M" of "S/M/L", nor
+# the "//host/..." of a URL, which names no one's folder.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/\\:-])(?:~|[A-Za-z]:)?[/\\][^\s,;()\[\]{}'\"]+")
 _LATEX = _Syntax(spread=r"{mean}{{\scriptsize$\pm${std}}}",
                  interval=r"{delta} {{\scriptsize[{low}, {high}]}}",
                  dash="--", mark=r"$^\dagger$", minus="$-$")
 _MARKDOWN = _Syntax(spread="{mean} ± {std}", interval="{delta} [{low}, {high}]", dash="—",
                     mark=" †", minus="−")
+
+
+def data_name(description: str) -> str:
+    """``description`` with each absolute path cut to its last component.
+
+    ``"coco /home/me/data/coco/val2017 (500 images)"`` -> ``"coco val2017 (500 images)"``: a
+    caption names the data, not where it lay on the machine that ran the sweep.
+    """
+    return _ABSOLUTE_PATH.sub(lambda m: re.split(r"[/\\]", m.group().rstrip("/\\"))[-1],
+                              description)
 
 
 def latex_escape(text: str) -> str:
@@ -85,7 +110,7 @@ def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Colum
         Column("params_m", ("Params", "(M)"), "Params (M)", digits=2, higher_is_better=False, spread=False),
         Column("gmacs", ("GMACs", ""), "GMACs", digits=2, higher_is_better=False, spread=False),
         Column("latency_ratio", ("Latency", r"($\times$RGB)"), "Latency (× RGB)", digits=2,
-               higher_is_better=False),
+               higher_is_better=False, ratio_to_baseline=True),
     ]
     present = set(summary["metric"])
     return [c for c in columns if c.metric in present]
@@ -107,7 +132,7 @@ def baseline_note(results: SweepResults) -> Optional[str]:
 
 
 def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
-    """A ``table*`` float with a booktabs ``tabular``; needs only ``\\usepackage{booktabs}``."""
+    """A ``table*`` float with a booktabs ``tabular``; needs booktabs and graphicx."""
     columns = table_columns(summary, results.sweep.prompts)
     labels, cells, best = _cells(summary, results, columns, _LATEX)
     headers = [("Variant", "")] + [c.latex for c in columns] + [(r"$\Delta$ box", r"[95\% CI]")]
@@ -123,9 +148,12 @@ def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
         caption=_caption(results, n_boot, latex=True), label=f"tab:{_slug(results.sweep.name)}",
         hrules=True, environment="table*", position="t", position_float="centering",
         multicol_align="c",
-        column_format="l" + "c" * (len(headers) - 1),
+        # No gap outside the first and last column (booktabs' advice), so rules end at the text.
+        column_format="@{}l" + "c" * (len(headers) - 1) + "@{}",
     )
-    return _rule_between_groups(latex, _group_starts(results))
+    latex = _rule_between_groups(latex, _group_starts(results))
+    latex = latex.replace("\\begin{tabular}", _SHRINK_TO_FIT + "\n\\begin{tabular}", 1)
+    return _LATEX_HEADER + latex.replace("\\end{tabular}", "\\end{tabular}}", 1)
 
 
 def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
@@ -159,6 +187,10 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
     order = [v.name for v in results.sweep.ordered_variants()]
     wide = {stat: summary.pivot(index="variant", columns="metric", values=stat).reindex(order)
             for stat in ("mean", "std", "n")}
+    # The baseline's ratio to itself is exact: no spread to show, and no candidate for bold.
+    is_baseline = pd.Series(np.array(order) == results.sweep.baseline, index=order)
+    ratios = [c.metric for c in columns if c.ratio_to_baseline]
+    wide["std"][ratios] = wide["std"][ratios].mask(is_baseline, axis=0)
     n_seeds = len(results.sweep.seeds)
     labels = []
     for name in order:
@@ -169,7 +201,8 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
     cells = [[_mean_std(wide["mean"].loc[name, c.metric], wide["std"].loc[name, c.metric],
                         c, syntax) for c in columns] + [_delta_cell(box.loc[name], syntax)]
              for name in order]
-    best = np.column_stack([_best(wide["mean"][c.metric], c) for c in columns])
+    best = np.column_stack([_best(wide["mean"][c.metric].mask(is_baseline & c.ratio_to_baseline), c)
+                            for c in columns])
     return labels, cells, best
 
 
@@ -232,16 +265,18 @@ def _caption(results: SweepResults, n_boot: int, latex: bool) -> str:
                                    if latex else ("±", "×", "Δ", "†", "%"))
     seeds = ", ".join(str(s) for s in sweep.seeds)
     baseline = esc(sweep.variant(sweep.baseline).label)
+    dataset, eval_dataset, depth = (esc(data_name(d)) for d in
+                                    (sweep.dataset, sweep.eval_dataset, sweep.depth_source))
     text = (
         f"Ablation {esc(sweep.name)}: mean {pm} std (ddof=1) over {len(sweep.seeds)} seeds "
         f"({seeds}); (n=k) marks a variant with only k completed seeds. "
-        f"Trained on {esc(sweep.dataset)}; evaluated on {esc(sweep.eval_dataset)}; "
-        f"depth: {esc(sweep.depth_source)}. mIoU {times} 100 "
-        f"(S/M/L: small/medium/large objects); latency relative to {baseline}. "
+        f"Trained on {dataset}; evaluated on {eval_dataset}; depth: {depth}. mIoU {times} 100 "
+        f"(S/M/L: small/medium/large objects); latency relative to {baseline} "
+        "(1 by definition). "
         f"{delta}: box mIoU minus {baseline} on the same instances and matched seeds, with a "
         f"95{pct} paired bootstrap CI over instances ({n_boot} resamples); "
         f"{mark}: the CI excludes 0. Params and GMACs do not vary with the seed. "
-        "Bold: best per column."
+        f"Bold: best per column; for latency, best of the variants other than {baseline}."
     )
     if not latex:
         return text

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fusionlab.config import RunConfig
 from fusionlab.errors import FusionlabError
 from fusionlab.results import METRIC_COLUMNS, numeric_metrics, write_evaluation
-from fusionlab.sweep.config import Cell, LatencySection, SweepConfig
+from fusionlab.sweep.config import DEPTH_BRANCH_FIELDS, Cell, LatencySection, SweepConfig
 from fusionlab.sweep.store import Store, heartbeat
 
 log = logging.getLogger("fusionlab.sweep")
@@ -112,7 +112,8 @@ def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySec
     GMACs and latency are :func:`fusionlab.models.cost.encoder_gmacs` and
     :func:`~fusionlab.models.cost.latency_ratios` (one encoder + decoder forward with one box
     prompt, alternating with the RGB-only model of the same preset built in the same process,
-    median of ``latency.runs`` after ``latency.warmup``). ``latency_settings`` records how.
+    median of ``latency.runs`` after ``latency.warmup``; 1.0 for an RGB-only model, which is that
+    reference). ``latency_settings`` records how.
     """
     from fusionlab.models import build_model
     from fusionlab.models.cost import count_parameters, encoder_gmacs, latency_ratios
@@ -122,8 +123,11 @@ def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySec
                              "gmacs": round(encoder_gmacs(model), 4), "latency_ratio": None,
                              "latency_settings": {"enabled": latency.enabled, "runs": latency.runs,
                                                   "warmup": latency.warmup}}
-    if latency.enabled:
-        reference = build_model(config.model.preset, fusion=None, **config.model.overrides).to(model.device)
+    if latency.enabled and not model.has_depth:
+        costs["latency_ratio"] = 1.0  # the RGB-only model is its own reference: 1 by definition, not by timing
+    elif latency.enabled:
+        rgb_fields = {k: v for k, v in config.model.architecture_fields().items() if k not in DEPTH_BRANCH_FIELDS}
+        reference = build_model(config.model.preset, **{**rgb_fields, "fusion": None}).to(model.device)
         ratios = latency_ratios({"model": model, "rgb_only": reference}, "rgb_only", latency.runs, latency.warmup)
         costs["latency_ratio"] = round(ratios["model"], 4)
     return costs

@@ -44,9 +44,10 @@ SECTIONS = ("model", "data", "depth", "train", "eval")
 # Fields that change where or how fast a run goes, not its result: left out of the cell key.
 _RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every"),
                    "eval": ("device", "prompt_batch")}
-# Fields an RGB-only model never reads: left out of its cell key, so that changing them keeps its results.
-_DEPTH_ONLY_FIELDS = {"model": ("fusion_point", "fusion_kwargs", "depth_input", "init_depth_from_rgb"),
-                      "eval": ("drop_depth",)}
+# Architecture fields only the depth branch reads; with ``model.init_depth_from_rgb`` and
+# ``eval.drop_depth``, an RGB-only model never reads them: left out of its cell key, so that
+# changing them keeps its results.
+DEPTH_BRANCH_FIELDS = ("fusion_point", "fusion_kwargs", "depth_encoder", "depth_input")
 _DEPTH_ONLY_PARTS = ("depth_encoder", "fusion")
 
 
@@ -145,7 +146,7 @@ class Variant:
         """The ``sweep.json`` entry of this variant."""
         fused = self.config.model.fusion is not None
         return {"name": self.name, "group": self.group, "fusion": self.config.model.fusion,
-                "fusion_point": self.config.model.fusion_point if fused else None,
+                "fusion_point": self.config.model.sam_config().fusion_point if fused else None,
                 "depth_source": self.config.depth.source if fused else None, "label": self.label}
 
 
@@ -212,8 +213,12 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise FusionlabError(f"{path}: name={name!r}: expected letters, digits, '_', '-' or '.' (it names a folder)")
     _check_lists(spec, path)
+    if not spec.variants and not spec.grid:
+        raise FusionlabError(f"{path}: no variants and no grid: nothing to compare with the RGB-only baseline; "
+                             f"add e.g. variants: [{{name: add, model: {{fusion: add}}}}]")
     import_plugins(spec.plugins, f"{path}: plugins")
     base = from_dict(RunConfig, spec.base, f"{path}: base")
+    import_plugins(base.plugins, f"{path}: base.plugins")
     if base.model.checkpoint and not (path.parent / base.model.checkpoint).is_file():
         raise FusionlabError(f"{path}: base.model.checkpoint: {(path.parent / base.model.checkpoint).resolve()} "
                              f"does not exist (relative paths are read from the sweep file's folder)")
@@ -295,6 +300,10 @@ def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str,
     """Build and validate the RunConfig of ``base`` deep-merged with ``patch``."""
     config = from_dict(RunConfig, _merge(base, patch), where)
     validate_names(config, where)
+    try:
+        config.data.train_options()  # every cell trains: a missing data.train must fail now, not in each cell
+    except FusionlabError as exc:
+        raise FusionlabError(f"{where}: {exc}") from None
     if group == "fusion" and config.model.fusion is None:
         raise FusionlabError(f"{where}: group 'fusion' needs a fusion block (model.fusion); use group "
                              f"'baseline' for an RGB-only variant")
@@ -333,8 +342,9 @@ def _config_key(config: RunConfig) -> str:
 
     Left out: the seed (cells add it), where and how fast it runs (:data:`_RUNTIME_FIELDS`),
     plugins (their names; the code is not hashed) and, for an RGB-only model, everything only
-    the depth branch uses (:data:`_DEPTH_ONLY_FIELDS`, the depth section, lr multipliers and
-    freezes of depth-only parts). The checkpoint and the detections file count by their contents.
+    the depth branch uses (:data:`DEPTH_BRANCH_FIELDS`, ``init_depth_from_rgb``, the depth section,
+    ``eval.drop_depth``, lr multipliers and freezes of depth-only parts). The model counts as the
+    architecture it builds; the checkpoint and the detections file count by their contents.
     """
     data = config.to_dict()
     data["train"].pop("seed")
@@ -342,11 +352,16 @@ def _config_key(config: RunConfig) -> str:
         for name in names:
             data[section].pop(name)
     data.pop("plugins")
+    # the architecture as built (preset + fields), so that spelling out a preset's value changes nothing
+    architecture = config.model.sam_config().to_dict()
+    data["model"] = {"preset": config.model.preset, "checkpoint": config.model.checkpoint,
+                     "init_depth_from_rgb": config.model.init_depth_from_rgb, "architecture": architecture}
     if config.model.fusion is None:
         data.pop("depth")
-        for section, names in _DEPTH_ONLY_FIELDS.items():
-            for name in names:
-                data[section].pop(name)
+        data["model"].pop("init_depth_from_rgb")
+        data["eval"].pop("drop_depth")
+        for name in DEPTH_BRANCH_FIELDS:
+            architecture.pop(name)
         train = data["train"]
         train["lr_multipliers"] = {k: v for k, v in train["lr_multipliers"].items() if k not in _DEPTH_ONLY_PARTS}
         train["freeze"] = [part for part in train["freeze"] if part not in _DEPTH_ONLY_PARTS]

@@ -122,7 +122,7 @@ def write_sweep_json(sweep: SweepConfig) -> Path:
     base = sweep.baseline.config
     summary = {"name": sweep.name, "seeds": sweep.seeds, "baseline": BASELINE,
                "variants": [v.summary() for v in sweep.variants],
-               "dataset": _describe_dataset(base.data.dataset, base.data.train),
+               "dataset": _describe_dataset(base.data.dataset, base.data.train_options()),
                "eval_dataset": _describe_dataset(base.data.eval_dataset or base.data.dataset, base.data.val),
                "depth_source": _describe_depth(base), "prompts": list(base.eval.prompts),
                "total_cells": len(sweep.cells())}

@@ -1,4 +1,5 @@
-"""COCO-format loading: the three mask encodings, crowd/area filtering, depth files, bad input."""
+"""COCO-format loading: the three mask encodings, instance filters, depth files and depth_file
+entries, bad annotations, bad input."""
 from __future__ import annotations
 
 import json
@@ -75,8 +76,8 @@ def test_registered_and_built_by_name(coco_set):
     assert ds.describe() == "COCO-format instances (instances.json, 2 images)"
 
 
-def test_decodes_polygons_and_both_rle_forms_skipping_crowd_and_tiny(coco_set):
-    ds = CocoDataset(coco_set["annotations"], coco_set["images"])
+def test_decodes_polygons_and_both_rle_forms_clean_filter_skips_crowd_and_tiny(coco_set):
+    ds = CocoDataset(coco_set["annotations"], coco_set["images"], filter="clean")
     assert len(ds) == 2 and ds.image_ids == [1, 2]  # image 3 has no instance
     first, second = ds[0], ds[1]
     assert first.image.shape == (H, W, 3) and first.image.dtype == np.uint8 and first.depth is None
@@ -89,6 +90,33 @@ def test_decodes_polygons_and_both_rle_forms_skipping_crowd_and_tiny(coco_set):
     np.testing.assert_array_equal(second.instances[0].mask, coco_set["ring"])
     np.testing.assert_array_equal(second.instances[1].mask, coco_set["blob"])
     assert second.instances[1].area == 40.0
+
+
+def test_official_filter_keeps_crowd_and_empty_masks_as_the_official_evaluation(coco_set, tmp_path):
+    content = coco_set["content"]
+    # polygons of fewer than 3 points rasterise to nothing: an empty mask with a positive area
+    content["annotations"].append({"id": 23, "image_id": 2, "category_id": 2, "segmentation": [[3, 3, 9, 9]],
+                                   "area": 12.0, "bbox": [3, 3, 6, 6], "iscrowd": 0})
+    path = tmp_path / "with_empty.json"
+    path.write_text(json.dumps(content))
+    official = CocoDataset(path, coco_set["images"])
+    assert official.instance_filter == "official"
+    assert [i.ann_id for i in official[0].instances] == [10, 11]  # crowd 11 is evaluated
+    np.testing.assert_array_equal(official[0].instances[1].mask, coco_set["blob"])
+    second = official[1].instances
+    assert [i.ann_id for i in second] == [20, 21, 23]  # area 0.25 < 1 is still skipped, as officially
+    assert not second[2].mask.any() and second[2].bbox_xyxy.tolist() == [3, 3, 9, 9]
+    clean = CocoDataset(path, coco_set["images"], filter="clean")
+    assert [i.ann_id for i in clean[0].instances] == [10] and [i.ann_id for i in clean[1].instances] == [20, 21]
+
+
+def test_crowd_only_image_counts_as_empty_only_for_the_clean_filter(coco_set, tmp_path):
+    content = coco_set["content"]
+    content["annotations"] = [a for a in content["annotations"] if a["id"] == 11]
+    path = tmp_path / "crowd_only.json"
+    path.write_text(json.dumps(content))
+    assert CocoDataset(path, coco_set["images"]).image_ids == [1]
+    assert CocoDataset(path, coco_set["images"], filter="clean", skip_empty=False)[0].instances == []
 
 
 def test_empty_images_kept_on_request(coco_set):
@@ -190,9 +218,10 @@ def test_malformed_segmentation_names_the_annotation(coco_set, tmp_path):
 def test_unknown_dataset_and_option_are_one_line_errors(coco_set):
     with pytest.raises(FusionlabError, match=r"unknown dataset 'cocoo': did you mean 'coco'"):
         build_dataset("cocoo")
-    with pytest.raises(FusionlabError, match=r"dataset 'coco' has no option 'imgs'; its options are: annotations, "):
+    with pytest.raises(FusionlabError, match=r"^imgs: unknown option of dataset 'coco'; did you mean 'images'\? "
+                                             r"allowed: annotations, images, "):
         build_dataset("coco", annotations=coco_set["annotations"], imgs=coco_set["images"])
-    with pytest.raises(FusionlabError, match=r"dataset 'coco': missing a required argument: 'images'"):
+    with pytest.raises(FusionlabError, match=r"^dataset 'coco' needs option 'images'; its options: annotations, "):
         build_dataset("coco", annotations=coco_set["annotations"])
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,18 @@ def test_bad_folders_and_files(sa1b_folder, tmp_path):
     (sa1b_folder / "sa_7.jpg").unlink()
     with pytest.raises(FusionlabError, match=r"sa_7\.jpg: image file not found"):
         ds[0]
+
+
+def test_bad_annotation_refused_when_read_or_skipped_and_logged_once_per_image(sa1b_folder, caplog):
+    path = sa1b_folder / "sa_7.json"
+    content = json.loads(path.read_text())
+    content["annotations"][1]["bbox"] = [100, 100, 5, 5]  # outside the 32x24 image
+    path.write_text(json.dumps(content))
+    with pytest.raises(FusionlabError, match=r"sa_7\.json: annotation 701 of image 7 \('sa_7\.jpg'\): bbox "
+                                             r"\[100, 100, 5, 5\] lies entirely outside"):
+        build_dataset("sa1b", root=sa1b_folder)[0]
+    ds = build_dataset("sa1b", root=sa1b_folder, bad_annotations="skip")
+    with caplog.at_level(logging.WARNING, logger="fusionlab.data"):
+        assert [i.ann_id for i in ds[0].instances] == [700]
+        assert [i.ann_id for i in ds[0].instances] == [700]  # a second epoch does not log again
+    assert caplog.text.count("skipped 1 bad annotation(s) of image 7") == 1

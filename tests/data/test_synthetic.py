@@ -10,6 +10,7 @@ import pytest
 
 import fusionlab.data.synthetic as synthetic
 from fusionlab.data import build_dataset
+from fusionlab.data.coco import CocoDataset
 from fusionlab.data.synthetic import SyntheticDataset, synthetic_size_thresholds
 from fusionlab.data.types import Sample
 from fusionlab.errors import FusionlabError
@@ -129,6 +130,15 @@ def test_default_train_set_fills_every_size_bucket(default_train):
                (areas >= large_min).mean()]
     assert len(default_train) == 200 and len(areas) > 600
     assert min(buckets) > 0.1, buckets  # each of small / medium / large holds a real share
+
+
+def test_official_and_clean_filters_agree_on_the_embedded_data(default_train):
+    """No crowd annotation, empty mask or bad annotation: the demo numbers do not depend on ``filter``."""
+    val = SyntheticDataset(split="val", root=default_train.folder.parents[1])
+    for split in (default_train, val):
+        assert split.instance_filter == "official"
+        clean = CocoDataset(split.folder / "instances.json", split.images, filter="clean", skip_empty=False)
+        assert [[i.ann_id for i in s.instances] for s in split] == [[i.ann_id for i in s.instances] for s in clean]
 
 
 def _boundary_steps(sample: Sample) -> Dict[bool, Tuple[List[np.ndarray], List[np.ndarray]]]:

@@ -20,8 +20,8 @@ def test_unknown_source_names_close_matches():
 
 
 def test_unknown_option_lists_the_known_ones():
-    with pytest.raises(FusionlabError, match=r"depth source 'noise': unknown option\(s\) sed; its options are: "
-                                             r"distribution, seed, normalize"):
+    with pytest.raises(FusionlabError, match=r"^sed: unknown option of depth source 'noise'; did you mean 'seed'\? "
+                                             r"allowed: distribution, seed, normalize$"):
         build_depth_source("noise", sed=1)
 
 

@@ -1,9 +1,16 @@
-"""Loading official and fusionlab checkpoints, and the errors for the wrong ones."""
+"""Loading official and fusionlab checkpoints, what they record, and the errors for the wrong ones."""
+import os
+import stat
+import struct
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from fusionlab import FusionlabError, build_model, load_checkpoint, save_checkpoint
+from fusionlab.depth import build_depth_source
 from fusionlab.models import read_config
+from fusionlab.models.checkpoint import DepthPreprocessing, read_depth_preprocessing
 
 PRESET = "efficientvit-sam-demo"
 
@@ -85,3 +92,51 @@ def test_unknown_preset_block_and_option_errors():
         build_model(PRESET, fusion="add", fusion_point="stage1")
     with pytest.raises(FusionlabError, match=r"unknown model option\(s\) \['gird'\]"):
         build_model(PRESET, gird=8)
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield 0o027
+    os.umask(old)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="permission bits are POSIX")
+def test_saved_checkpoint_gets_the_umask_permissions_of_any_new_file(tmp_path, umask_027):
+    path = save_checkpoint(build_model(PRESET), tmp_path / "model.safetensors")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask_027  # 0640: the group can read it
+
+
+def test_checkpoint_records_the_depth_preprocessing_it_was_trained_with(tmp_path):
+    model = build_model(PRESET, fusion="add")
+    path = save_checkpoint(model, tmp_path / "rgbd.safetensors",
+                           depth_source=build_depth_source("dataset", output="depth", normalize="median_mad"))
+    assert read_depth_preprocessing(path) == DepthPreprocessing(
+        source="dataset", raw="depth", output="depth", normalize="median_mad",
+        options={"output": "depth", "normalize": "median_mad"})
+    assert read_config(path) == model.config
+    assert read_depth_preprocessing(save_checkpoint(model, tmp_path / "unsaid.safetensors")) is None
+
+
+def _safetensors_with_header(path, header: bytes):
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    return path
+
+
+def test_corrupt_safetensors_header_is_a_one_line_error_naming_the_file(tmp_path):
+    bad = _safetensors_with_header(tmp_path / "bad.safetensors", b"{not json at all")
+    for read in (read_config, read_depth_preprocessing, lambda p: load_checkpoint(build_model(PRESET), p)):
+        with pytest.raises(FusionlabError, match=r"checkpoint .*bad\.safetensors could not be read") as info:
+            read(bad)
+        assert "\n" not in str(info.value)
+
+
+def test_malformed_fusionlab_metadata_is_a_one_line_error_naming_the_key(tmp_path):
+    path = tmp_path / "meta.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"fusionlab_config": "{\"width_list\": ",
+                                                           "fusionlab_depth": "{\"normalize\": \"zscore\"}"})
+    with pytest.raises(FusionlabError, match=r"meta\.safetensors: metadata 'fusionlab_config' is not a model config"):
+        read_config(path)
+    with pytest.raises(FusionlabError, match=r"meta\.safetensors: metadata fusionlab_depth\.normalize='zscore'; "
+                                             r"expected one of 'minmax', 'median_mad', 'none'"):
+        read_depth_preprocessing(path)

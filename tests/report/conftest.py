@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Tuple
+from typing import Callable, Dict, Iterable, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -51,13 +51,19 @@ def _instances(rng: np.random.Generator, difficulty: np.ndarray, shift: float,
 
 
 def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = None,
-                missing: Iterable[Cell] = (), with_attribute: bool = True) -> Path:
+                missing: Iterable[Cell] = (), with_attribute: bool = True,
+                baseline_latency: Sequence[float] = (1.0, 1.0, 1.0),
+                descriptions: Dict[str, str] | None = None) -> Path:
     """Write ``sweep.json``, ``trials.csv`` and ``instances.csv`` files under ``root``.
 
     Args:
         incomplete: cell -> (state, error) for cells that did not complete.
         missing: cells without any row in ``trials.csv``.
         with_attribute: add the ``camouflaged`` column to the instances.
+        baseline_latency: the baseline's ``latency_ratio`` per seed (older sweeps timed it
+            against itself, so it was noisy).
+        descriptions: replaces ``sweep.json``'s ``dataset`` / ``eval_dataset`` /
+            ``depth_source`` strings.
     """
     incomplete = incomplete or {}
     rng = np.random.default_rng(1234)
@@ -73,6 +79,7 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
         "dataset": "embedded COCO_tiny (200 instances)", "eval_dataset": "COCO val 5% split",
         "depth_source": "Depth Anything V2-S, cached", "prompts": list(PROMPT_PENALTY),
         "total_cells": len(VARIANTS) * len(SEEDS),
+        **(descriptions or {}),
     }
     (root / "sweep.json").write_text(json.dumps(sweep))
     rows = []
@@ -84,7 +91,8 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
             trial_id = len(rows)
             row = {"trial_id": trial_id, "variant": name, "seed": seed, "state": "COMPLETE",
                    "params_m": PARAMS[name], "gmacs": 2.0 * PARAMS[name],
-                   "latency_ratio": 1.0 if name == "rgb_only" else 1.8 + rng.normal(0, 0.02),
+                   "latency_ratio": (baseline_latency[seed] if name == "rgb_only"
+                                     else 1.8 + rng.normal(0, 0.02)),
                    "wall_s": 100.0, "error": ""}
             if cell in incomplete:
                 row["state"], row["error"] = incomplete[cell]
@@ -123,3 +131,14 @@ def partial_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
                                    ("depth_zero", 0): ("RUNNING", "")},
                        missing=[("depth_zero", 1)])
     return make_report(root, n_boot=500)
+
+
+@pytest.fixture(scope="session")
+def wide_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """The complete fake sweep with long variant labels: its table is wider than any page."""
+    root = write_sweep(tmp_path_factory.mktemp("wide") / "demo_sweep")
+    sweep = json.loads((root / "sweep.json").read_text())
+    for variant in sweep["variants"]:
+        variant["label"] += " (depth: V2-S, stage 3)"
+    (root / "sweep.json").write_text(json.dumps(sweep))
+    return make_report(root, n_boot=100)

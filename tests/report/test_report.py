@@ -1,8 +1,11 @@
 """make_report's files and figures."""
+import io
+
 import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
+from fusionlab.errors import FusionlabError
 from fusionlab.report import make_report, plots
 from fusionlab.report.results import load_results
 
@@ -52,10 +55,42 @@ def test_tradeoff_points_sit_at_cost_and_accuracy(full_report):
                                               means[("fusion_add", "box_miou")]))
 
 
-def test_a_sweep_with_no_complete_trial_still_writes_every_file(tmp_path, sweep_writer):
-    root = sweep_writer(tmp_path / "s", incomplete={
-        (v, s): ("FAIL", "NaN loss") for v in ("rgb_only", "fusion_add", "fusion_gated",
-                                               "depth_zero") for s in range(3)})
+def test_legend_of_the_miou_figure_hides_no_bar(full_report):
+    results = load_results(full_report.paths["table.tex"].parent.parent)
+    figure = plots.miou_figure(results)
+    figure.savefig(io.BytesIO(), format="png", dpi=200)
+    renderer = figure.canvas.get_renderer()
+    ax = figure.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in ax.patches
+            if isinstance(p, Rectangle) and p.get_height() > 0]
+    assert len(bars) == 8
+    assert not any(legend.overlaps(bar) for bar in bars)
+    assert figure.bbox.contains(legend.x0, legend.y0) and figure.bbox.contains(legend.x1,
+                                                                                legend.y1)
+
+
+def test_a_sweep_with_no_complete_trial_is_refused_and_writes_nothing(tmp_path, sweep_writer):
+    states = ["FAIL"] * 6 + ["RUNNING"] * 4
+    cells = [(v, s) for v in ("rgb_only", "fusion_add", "fusion_gated", "depth_zero")
+             for s in range(3)]
+    root = sweep_writer(tmp_path / "x", incomplete={c: (state, "NaN loss" if state == "FAIL"
+                                                       else "")
+                                                    for c, state in zip(cells, states)},
+                        missing=cells[10:])
+    with pytest.raises(FusionlabError) as err:
+        make_report(root, out_dir=tmp_path / "out", n_boot=10)
+    assert str(err.value) == (f"{root}: no COMPLETE trial yet (12 cells: 6 FAIL, 4 RUNNING, "
+                              f"2 MISSING); run the sweep first, see {root / 'trials.csv'}")
+    with pytest.raises(FusionlabError, match="no COMPLETE trial yet"):
+        make_report(root, n_boot=10)
+    assert not (tmp_path / "out").exists() and not (root / "report").exists()
+
+
+def test_a_sweep_with_one_complete_trial_is_reported(tmp_path, sweep_writer):
+    cells = [(v, s) for v in ("rgb_only", "fusion_add", "fusion_gated", "depth_zero")
+             for s in range(3)]
+    root = sweep_writer(tmp_path / "s", incomplete={c: ("RUNNING", "") for c in cells[1:]})
     report = make_report(root, n_boot=10)
     assert set(report.paths) == FILES
-    assert "partial: 0 of 12 cells complete" in report.markdown
+    assert "partial: 1 of 12 cells complete" in report.markdown

@@ -1,4 +1,5 @@
 """The LaTeX, Markdown and CSV tables of a known fake sweep (see conftest.py for its truth)."""
+import re
 import shutil
 import subprocess
 
@@ -7,7 +8,7 @@ import pytest
 
 from fusionlab.report import make_report
 from fusionlab.report.results import load_results
-from fusionlab.report.tables import latex_escape
+from fusionlab.report.tables import data_name, latex_escape
 
 LABELS = ["RGB only", r"add\_s3", r"gated\_s3", "zero depth"]
 
@@ -78,17 +79,75 @@ def test_labels_are_latex_escaped(full_report):
         r"50\% \& \$x\_1\$ \#\{\textasciitilde{}\textasciicircum{}\textbackslash{}\}")
 
 
+def _needed_packages(latex: str) -> list:
+    """The packages table.tex's header comment names: what a paper must load for it."""
+    header = "".join(line for line in latex.splitlines() if line.startswith("%"))
+    return re.findall(r"\\usepackage\{(\w+)\}", header)
+
+
+def test_latex_header_names_the_packages_it_needs(full_report):
+    latex = full_report.paths["table.tex"].read_text()
+    assert _needed_packages(latex) == ["booktabs", "graphicx"]
+    assert r"\resizebox" in latex
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None,
                     reason="pdflatex not installed (apt-get install texlive-latex-base "
                            "texlive-latex-recommended)")
-def test_latex_compiles_in_a_plain_article(full_report, tmp_path):
-    shutil.copy(full_report.paths["table.tex"], tmp_path / "table.tex")
-    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n"
+@pytest.mark.parametrize("report", ["full_report", "partial_report", "wide_report"])
+@pytest.mark.parametrize("columns", ["onecolumn", "twocolumn"])
+def test_latex_compiles_within_the_text_width(report, columns, request, tmp_path):
+    """In a plain one- or two-column article, with only the packages its header names."""
+    latex = request.getfixturevalue(report).paths["table.tex"].read_text()
+    (tmp_path / "table.tex").write_text(latex)
+    packages = "".join(f"\\usepackage{{{p}}}\n" for p in _needed_packages(latex))
+    (tmp_path / "doc.tex").write_text(f"\\documentclass[{columns}]{{article}}\n{packages}"
                                       "\\begin{document}\n\\input{table.tex}\n\\end{document}\n")
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert "Overfull \\hbox" not in log, log[log.index("Overfull"):][:300]
+
+
+def test_baseline_latency_is_exactly_one_and_never_bold(tmp_path, sweep_writer):
+    """An old sweep timed the baseline against itself: 0.80, 1.04, 0.96 is noise around 1."""
+    root = sweep_writer(tmp_path / "s", baseline_latency=(0.80, 1.04, 0.96))
+    report = make_report(root, n_boot=10)
+    latex = report.paths["table.tex"].read_text()
+    assert _row(latex, "RGB only")[9] == "1.00"
+    assert "| baseline | RGB only |" in report.markdown
+    assert report.markdown.split("| baseline | RGB only |")[1].split("|")[8].strip() == "1.00"
+    table = pd.read_csv(report.paths["report.csv"]).set_index(["variant", "metric"])
+    assert table.loc[("rgb_only", "latency_ratio"), "mean"] == 1.0
+    fastest = table.xs("latency_ratio", level="metric")["mean"].drop("rgb_only").idxmin()
+    label = {"fusion_add": LABELS[1], "fusion_gated": LABELS[2], "depth_zero": LABELS[3]}[fastest]
+    assert [_row(latex, lab)[9].startswith(r"\textbf{") for lab in LABELS] == [
+        lab == label for lab in LABELS]
+    assert "for latency, best of the variants other than RGB only" in latex
+
+
+def test_caption_names_data_without_absolute_paths(tmp_path, sweep_writer):
+    root = sweep_writer(tmp_path / "s", descriptions={
+        "dataset": "COCO-format instances (instances_train2017.json, 800 images, "
+                   "depth from /home/me/data/coco/depth_train)",
+        "eval_dataset": "coco /home/me/data/coco/val2017 (500 images)",
+        "depth_source": r"depth files from C:\Users\me\depth_v2\ (disparity, minmax)"})
+    report = make_report(root, n_boot=10)
+    latex = report.paths["table.tex"].read_text()
+    for text in (latex, report.markdown):
+        assert "/home" not in text and "Users" not in text and "me/" not in text
+    assert "evaluated on coco val2017 (500 images); depth: depth files from depth_v2 " in (
+        report.markdown)
+    assert r"800 images, depth from depth\_train); evaluated on coco val2017" in latex
+
+
+def test_data_name_keeps_what_is_not_an_absolute_path():
+    for kept in ("synthetic RGB-D scenes (S/M/L, 1/2 scale)",
+                 "Depth Anything https://huggingface.co/depth-anything/V2-Small (input 518)"):
+        assert data_name(kept) == kept
+    assert data_name("sa1b ~/sa1b/shard_00/ and /data/x.json") == "sa1b shard_00 and x.json"
 
 
 def test_csv_is_tidy_and_numeric(full_report):

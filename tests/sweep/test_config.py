@@ -89,3 +89,39 @@ def test_a_finished_baseline_is_kept_when_only_depth_settings_change(sweep, make
     assert sweep(config, "--dry-run", "--set", "base.depth.source=noise", "--set", "base.eval.drop_depth=true") == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[4] for line in lines[1:3]] == ["COMPLETE", "pending"]  # rgb_only kept, add to run
+
+
+def test_an_empty_sweep_file_is_refused_not_run_as_a_baseline_only_sweep(workdir):
+    path = workdir / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    message = _error(path)
+    assert message.startswith(f"{path}: no variants and no grid: nothing to compare with the RGB-only baseline")
+
+
+def test_a_section_given_twice_is_refused_with_both_lines(workdir):
+    path = workdir / "twice.yaml"
+    path.write_text("name: x\nbase:\n  train: {lr: 1.0e-4}\nvariants: [{name: add, model: {fusion: add}}]\n"
+                    "base:\n  train: {lr: 1.0e-3}\n")
+    assert _error(path) == (f"{path}: invalid YAML at line 5, column 1: key 'base' appears twice (first at line 2); "
+                            "merge the two into one")
+
+
+def test_plugins_under_base_are_imported(make_sweep, tiny_base, workdir):
+    (workdir / "base_plugin.py").write_text(
+        "import torch\nfrom fusionlab import FusionBlock, register_fusion\n\n\n"
+        "@register_fusion('base_plugin_add')\nclass Add(FusionBlock):\n"
+        "    def forward(self, rgb_feats, depth_feats):\n        return rgb_feats\n")
+    config = make_sweep(base={**tiny_base, "plugins": ["base_plugin"]},
+                        variants=[{"name": "p", "model": {"fusion": "base_plugin_add"}}])
+    assert [v.config.model.fusion for v in load_sweep(config).variants] == [None, "base_plugin_add"]
+
+
+@pytest.mark.parametrize("model, expected", [
+    ({"grid": "big"}, "base.model.grid: expected an integer, got a string 'big'"),
+    ({"fusion": "add", "fusion_point": "stage9"}, "model: fusion_point 'stage9' is not a point of this model"),
+    ({"overrides": {"grid": 8}}, "base.model.overrides: unknown key; allowed keys: preset, checkpoint"),
+    ({"fusion": "add", "fusion_kwargs": {"alpah": "channel"}},
+     "model.fusion_kwargs.alpah: unknown option of fusion block 'add'; did you mean 'alpha'?"),
+])
+def test_model_fields_are_checked_under_their_own_names(make_sweep, tiny_base, model, expected):
+    assert expected in _error(make_sweep(base={**tiny_base, "model": model}))

@@ -75,3 +75,10 @@ def test_kill_9_during_a_trial_is_recovered_without_rerunning_finished_cells(swe
     pd.testing.assert_frame_equal(kept, finished_before.drop(columns="error"))
     assert not list((workdir / "results").rglob("*.tmp"))  # a write cut by the kill leaves nothing behind
 
+
+
+def test_the_baseline_s_latency_ratio_is_one_by_definition(sweep, make_sweep, workdir):
+    assert sweep(make_sweep(seeds=[0])) == 0
+    trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv").set_index("variant")
+    assert trials.loc["rgb_only", "latency_ratio"] == 1.0
+    assert trials.loc["add", "latency_ratio"] > 0 and trials.loc["add", "gmacs"] > trials.loc["rgb_only", "gmacs"]

@@ -70,7 +70,8 @@ def test_parallel_workers_start_from_different_points(make_sweep):
 
 
 def test_a_search_with_nothing_to_search_is_a_one_line_error(sweep, make_sweep, capsys):
-    config = make_sweep(variants=[], search={"n_trials": 2, "params": LR})
+    baseline_only = [{"name": "rgb_only", "group": "baseline", "model": {"fusion": None}}]
+    config = make_sweep(variants=baseline_only, search={"n_trials": 2, "params": LR})
     assert sweep(config, "--dry-run") == 2
     err = capsys.readouterr().err
     assert "nothing to search: the sweep has only the RGB-only baseline" in err and err.count("\n") == 1

@@ -1,0 +1,150 @@
+"""The configuration reference, generated from the config dataclasses and the registries.
+
+``docs/configuration.md`` is :func:`configuration_reference`'s output (a test keeps the two in
+sync); ``fusionlab list --options KIND NAME`` prints one entry's part of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import textwrap
+import typing
+from typing import Any, Dict, List, Tuple
+
+from fusionlab.errors import FusionlabError
+
+REGENERATE = "fusionlab list --reference > docs/configuration.md"
+# What each registry's options are, the YAML keys that name an entry and take its options, and an example.
+KINDS: Dict[str, Tuple[str, str, str, str]] = {
+    "models": ("fusionlab.models.presets:MODELS", "model.preset", "model: {{preset: {name}, fusion: add}}", ""),
+    "fusions": ("fusionlab.fusion:FUSIONS", "model.fusion (options: model.fusion_kwargs)",
+                "model: {{fusion: {name}{options}}}", ", fusion_kwargs: "),
+    "depth": ("fusionlab.depth:DEPTH_SOURCES", "depth.source (options: depth.options)",
+              "depth: {{source: {name}{options}}}", ", options: "),
+    "datasets": ("fusionlab.data:DATASETS", "data.dataset (options: data.train, data.val)",
+                 "data: {{dataset: {name}{options}}}", ", val: "),
+}
+
+
+def registry(kind: str) -> Any:
+    """The registry of ``kind`` (``models``, ``fusions``, ``depth``, ``datasets``)."""
+    import importlib
+
+    if kind not in KINDS:
+        raise FusionlabError(f"--options {kind!r}: expected one of {', '.join(KINDS)}")
+    module, name = KINDS[kind][0].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def entry_reference(kind: str, name: str) -> str:
+    """Markdown for one registry entry: its summary, its options with defaults, an example."""
+    table = registry(kind)
+    factory = table.get(name)
+    options = table.options(name)
+    rows = [[f"`{key}`", _default(p)] for key, p in options.items()]
+    example_options = {k: _example_value(p) for k, p in options.items() if p.default is p.empty}
+    template, options_key = KINDS[kind][2:]
+    example = template.format(name=name, options=options_key + _flow(example_options) if example_options else "")
+    parts = [f"### `{name}`", _doc(factory)]
+    if kind == "models":
+        parts.append(_model_summary(factory))
+    else:
+        parts.append(_table(["option", "default"], rows) if rows else "No options.")
+    parts.append(f"Example: `{example}`")
+    return "\n\n".join(p for p in parts if p)
+
+
+def configuration_reference() -> str:
+    """The whole reference: run-config sections, sweep keys, then every built-in entry of each registry."""
+    from fusionlab.config import DataSection, DepthSection, EvalSection, ModelSection, RunConfig, TrainSection
+    from fusionlab.sweep.config import HeartbeatSection, LatencySection, SearchSection, SweepFile, VariantSpec
+
+    parts = ["# Configuration reference", f"Generated from the code by `{REGENERATE}`; do not edit by hand.",
+             "A run config (`fusionlab train` / `eval` / `depth`) has the sections below; every key has a "
+             "default that runs on the embedded data. A sweep file (`fusionlab sweep`) holds a run config "
+             "under `base:` and variants that override it. An unknown key or a value of the wrong type is an "
+             "error naming its YAML path.", "## Run config"]
+    from fusionlab.models import MODELS
+
+    demo = MODELS.get(ModelSection().preset)()
+    for key, cls in (("model", ModelSection), ("data", DataSection), ("depth", DepthSection),
+                     ("train", TrainSection), ("eval", EvalSection)):
+        parts += [f"### `{key}:`", _doc(cls), _fields_table(cls, preset=demo if cls is ModelSection else None)]
+    parts += ["### top level", _fields_table(RunConfig, skip=("model", "data", "depth", "train", "eval"))]
+    parts += ["## Sweep file", _doc(SweepFile), _fields_table(SweepFile)]
+    for key, cls in (("variants[i]", VariantSpec), ("search", SearchSection), ("latency", LatencySection),
+                     ("heartbeat", HeartbeatSection)):
+        parts += [f"### `{key}:`", _doc(cls), _fields_table(cls)]
+    for kind, title in (("models", "Model presets"), ("fusions", "Fusion blocks"), ("depth", "Depth sources"),
+                        ("datasets", "Datasets")):
+        parts += [f"## {title} (`{KINDS[kind][1]}`)"]
+        parts += [entry_reference(kind, name) for name in registry(kind).builtin_names()]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _fields_table(cls: type, skip: Tuple[str, ...] = (), preset: Any = None) -> str:
+    """Key, type and default of each field; with ``preset``, its architecture fields default to the preset's."""
+    from fusionlab.config import SAM_FIELDS
+
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if preset is not None and f.name in SAM_FIELDS:
+            default = f"the preset's (demo: {_literal(getattr(preset, f.name))})"
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        rows.append([f"`{f.name}`", _type_name(hints[f.name]), _literal(default)])
+    return _table(["key", "type", "default"], rows)
+
+
+def _model_summary(factory: Any) -> str:
+    config = factory()
+    keys = ("width_list", "depth_list", "neck_width", "embed_dim", "grid", "image_size")
+    return "; ".join(f"`{k}` {_literal(getattr(config, k))}" for k in keys)
+
+
+def _doc(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    base = inspect.getdoc(obj.__mro__[1]) if isinstance(obj, type) and len(obj.__mro__) > 1 else None
+    return "" if doc == base else textwrap.dedent(doc).strip()
+
+
+def _default(parameter: inspect.Parameter) -> str:
+    return "(required)" if parameter.default is parameter.empty else _literal(parameter.default)
+
+
+def _example_value(parameter: inspect.Parameter) -> str:
+    return f"<{parameter.name}>"
+
+
+def _flow(options: Dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in options.items()) + "}"
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "`null`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str) and (value == "(required)" or value.startswith("the preset's")):
+        return value
+    return f"`{list(value) if isinstance(value, tuple) else value}`"
+
+
+def _type_name(hint: Any) -> str:
+    text = str(hint).replace("typing.", "")
+    if isinstance(hint, type):
+        text = hint.__name__
+    return text.replace("NoneType", "None").replace("fusionlab.config.", "").replace("fusionlab.sweep.config.", "")
+
+
+def _table(header: List[str], rows: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

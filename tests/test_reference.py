@@ -1,0 +1,32 @@
+"""The configuration reference is generated from the code, and docs/configuration.md is that output."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fusionlab.cli import main
+from fusionlab.reference import REGENERATE, configuration_reference
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+
+
+def test_docs_configuration_md_is_in_sync_with_the_code():
+    assert DOCS.read_text() == configuration_reference(), f"docs/configuration.md is stale: run `{REGENERATE}`"
+
+
+def test_the_reference_lists_every_dataset_and_depth_option_with_defaults_and_an_example():
+    text = configuration_reference()
+    for heading in ("### `coco`", "### `sa1b`", "### `synthetic`", "### `depth_anything`", "### `file`",
+                    "### `shuffled`", "### `add`", "### `efficientvit-sam-l2`", "### `train:`", "### `heartbeat:`"):
+        assert heading in text
+    coco = text[text.index("### `coco`"):text.index("### `sa1b`")]
+    assert "| `annotations` | (required) |" in coco and "| `min_area` | `1.0` |" in coco
+    assert "Example: `data: {dataset: coco, val: {annotations: <annotations>, images: <images>}}`" in coco
+    assert "| `grid` | Optional[int] | the preset's (demo: `16`) |" in text
+
+
+def test_list_options_prints_one_entry_and_refuses_an_unknown_kind(capsys):
+    assert main(["list", "--options", "depth", "file"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("### `file`") and "| `folder` | (required) |" in out
+    assert main(["list", "--options", "blocks", "add"]) == 2
+    assert "--options 'blocks': expected one of models, fusions, depth, datasets" in capsys.readouterr().err
