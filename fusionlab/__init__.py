@@ -3,10 +3,9 @@
 The names below are imported on first use, so that ``fusionlab.report`` (which reads result
 files only) does not pay for importing torch.
 """
-import importlib
-from typing import Any
+from fusionlab._lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "FusionlabError": "fusionlab.errors",
@@ -27,11 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'fusionlab' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,8 +3,7 @@
 The names below are imported on first use, so that :mod:`fusionlab.models.config` (the
 architecture as a dataclass, which config files are checked against) does not import torch.
 """
-import importlib
-from typing import Any
+from fusionlab._lazy import lazy_exports
 
 _EXPORTS = {
     "DepthPreprocessing": "fusionlab.models.checkpoint",
@@ -25,11 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'fusionlab.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
