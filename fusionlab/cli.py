@@ -339,6 +339,50 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_predict_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="segment one object of one image from a box or points",
+                       description="Predict a mask with a (RGB-D) EfficientViT-SAM, as the official predictor "
+                                   "does: the image is resized for the encoder, prompts are in original pixels, "
+                                   "the mask comes back at the original size.")
+    p.add_argument("--model", help="preset name (default: from the checkpoint, else efficientvit-sam-nano)")
+    p.add_argument("--fusion", help="fusion block for an RGB-D model (default: RGB-only)")
+    p.add_argument("--fusion-point", help="where the block sits: neck, neck_inputs, stageN")
+    p.add_argument("--checkpoint", help="official .pt/.pth or fusionlab .safetensors weights")
+    p.add_argument("--image", required=True, help="RGB image file (PNG/JPEG)")
+    p.add_argument("--depth", help="depth file of the image's size (16-bit PNG mm, .npy/.tif metres)")
+    p.add_argument("--depth-kind", choices=["depth", "disparity"], default="depth",
+                   help="what --depth holds (default: depth, larger = farther)")
+    p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box prompt in pixels")
+    p.add_argument("--point", action="append", metavar="X,Y[,LABEL]",
+                   help="point prompt in pixels, label 1 foreground (default) or 0 background; repeatable")
+    p.add_argument("--out", required=True, help="output mask PNG (0/255)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="module registering blocks")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo-image", help="write one embedded RGB-D scene (image + depth PNG) to try predict on")
+    p.add_argument("--out", required=True, help="image PNG; the depth goes beside it as *_depth.png")
+    p.add_argument("--index", type=int, default=0, help="which scene of the embedded validation set")
+    p.set_defaults(func=cmd_demo_image)
+
+
+def _add_depth_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("depth", help="precompute depth (e.g. Depth Anything) for a run's or a sweep's data",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Fill the disk cache of the depth source(s) a config uses, on its train and "
+                                   "val data, so that training and evaluation only read it. Given a sweep YAML, "
+                                   "every variant's depth is precomputed once (RGB-only variants need none). "
+                                   "Cached maps are kept: run it again to finish an interrupted precompute.",
+                       epilog="examples:\n  fusionlab depth ablations/paper.yaml           every depth the "
+                              "paper's sweep needs\n  fusionlab depth run.yaml --split val --quiet  one run's "
+                              "validation split, no progress bars")
+    p.add_argument("config", help="run config YAML or sweep YAML")
+    p.add_argument("--split", action="append", choices=["train", "val"], default=None,
+                   help="which split (default: both)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (a sweep's: base.x.y=v)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (also none from transformers)")
+    p.set_defaults(func=cmd_depth)
+
+
 def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run an ablation: every variant x seed, trained and evaluated, resumable",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EPILOG,
@@ -376,29 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a module that registers more entries first (repeatable)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("predict", help="segment one object of one image from a box or points",
-                       description="Predict a mask with a (RGB-D) EfficientViT-SAM, as the official predictor "
-                                   "does: the image is resized for the encoder, prompts are in original pixels, "
-                                   "the mask comes back at the original size.")
-    p.add_argument("--model", help="preset name (default: from the checkpoint, else efficientvit-sam-nano)")
-    p.add_argument("--fusion", help="fusion block for an RGB-D model (default: RGB-only)")
-    p.add_argument("--fusion-point", help="where the block sits: neck, neck_inputs, stageN")
-    p.add_argument("--checkpoint", help="official .pt/.pth or fusionlab .safetensors weights")
-    p.add_argument("--image", required=True, help="RGB image file (PNG/JPEG)")
-    p.add_argument("--depth", help="depth file of the image's size (16-bit PNG mm, .npy/.tif metres)")
-    p.add_argument("--depth-kind", choices=["depth", "disparity"], default="depth",
-                   help="what --depth holds (default: depth, larger = farther)")
-    p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box prompt in pixels")
-    p.add_argument("--point", action="append", metavar="X,Y[,LABEL]",
-                   help="point prompt in pixels, label 1 foreground (default) or 0 background; repeatable")
-    p.add_argument("--out", required=True, help="output mask PNG (0/255)")
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="module registering blocks")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("demo-image", help="write one embedded RGB-D scene (image + depth PNG) to try predict on")
-    p.add_argument("--out", required=True, help="image PNG; the depth goes beside it as *_depth.png")
-    p.add_argument("--index", type=int, default=0, help="which scene of the embedded validation set")
-    p.set_defaults(func=cmd_demo_image)
+    _add_predict_parsers(sub)
 
     for name, func, text in [("train", cmd_train, "train one model from a run config (then evaluate it)"),
                              ("eval", cmd_eval, "evaluate a checkpoint with the zero-shot protocol")]:
@@ -414,21 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.lr=3e-4")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("depth", help="precompute depth (e.g. Depth Anything) for a run's or a sweep's data",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Fill the disk cache of the depth source(s) a config uses, on its train and "
-                                   "val data, so that training and evaluation only read it. Given a sweep YAML, "
-                                   "every variant's depth is precomputed once (RGB-only variants need none). "
-                                   "Cached maps are kept: run it again to finish an interrupted precompute.",
-                       epilog="examples:\n  fusionlab depth ablations/paper.yaml           every depth the "
-                              "paper's sweep needs\n  fusionlab depth run.yaml --split val --quiet  one run's "
-                              "validation split, no progress bars")
-    p.add_argument("config", help="run config YAML or sweep YAML")
-    p.add_argument("--split", action="append", choices=["train", "val"], default=None,
-                   help="which split (default: both)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (a sweep's: base.x.y=v)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars (also none from transformers)")
-    p.set_defaults(func=cmd_depth)
+    _add_depth_parser(sub)
 
     _add_sweep_parser(sub)
 
