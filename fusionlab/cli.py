@@ -405,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ablation studies of RGB-D fusion in EfficientViT-SAM: which way of fusing a depth map "
                     "into an efficient SAM works best, with numbers you can put in a paper.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--threads", metavar="N|auto", default=None,
+                        help="CPU threads for torch (default: $FUSIONLAB_THREADS, else auto = the cores not busy "
+                             "with other processes); a sweep's workers split them")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -451,6 +454,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _use_threads(requested: Optional[str]) -> None:
+    import torch
+
+    from fusionlab.config import cpu_threads
+
+    threads, why = cpu_threads(requested)
+    torch.set_num_threads(threads)
+    logging.getLogger("fusionlab").info("using %d CPU thread(s) for torch (%s)", threads, why)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -459,6 +472,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.command not in ("list", "report"):  # the commands that run torch
+            _use_threads(args.threads)
         return int(args.func(args) or 0)
     except FusionlabError as exc:
         print(f"fusionlab {args.command}: error: {exc}", file=sys.stderr)

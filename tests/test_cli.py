@@ -202,3 +202,32 @@ def test_an_output_folder_under_a_regular_file_is_a_one_line_error(tmp_path, cap
                "FILE/x": str(tmp_path / "file.txt" / "x")}
     assert main([replace.get(word, word) for word in command]) == 2
     assert "file.txt is a file, not a folder" in _error_line(capsys)
+
+
+def test_auto_threads_take_the_cores_other_processes_leave_idle(monkeypatch):
+    from fusionlab.config import cpu_threads
+
+    monkeypatch.delenv("FUSIONLAB_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("os.getloadavg", lambda: (3.2, 1.0, 1.0))
+    assert cpu_threads() == (5, "auto: 8 cores, 1-minute load 3.2")
+    monkeypatch.setattr("os.getloadavg", lambda: (11.0, 1.0, 1.0))
+    assert cpu_threads()[0] == 1
+    monkeypatch.setenv("FUSIONLAB_THREADS", "3")
+    assert cpu_threads() == (3, "FUSIONLAB_THREADS") and cpu_threads("2") == (2, "--threads")
+
+
+def test_threads_option_sets_torch_threads_and_refuses_nonsense(tmp_path, capsys, caplog):
+    import torch
+
+    caplog.set_level(logging.INFO, logger="fusionlab")
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "demo-image", "--out", str(tmp_path / "s.png")]) == 0
+        assert torch.get_num_threads() == 1
+        assert "using 1 CPU thread(s) for torch (--threads)" in caplog.text
+    finally:
+        torch.set_num_threads(before)
+    assert main(["--threads", "0", "demo-image", "--out", str(tmp_path / "t.png")]) == 2
+    assert "--threads='0': expected a positive number of threads or 'auto'" in _error_line(capsys)
+    assert not (tmp_path / "t.png").exists()

@@ -175,8 +175,8 @@ def code_version() -> Dict[str, str]:
 
 # ------------------------------------------------------------------------------ processes
 def thread_share(workers: int) -> int:
-    """torch threads per worker process: the cores split between the workers (at least one)."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """torch threads per worker process: this process's threads (``--threads``) split between the workers."""
+    return max(1, torch.get_num_threads() // workers)
 
 
 @contextmanager
