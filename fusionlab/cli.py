@@ -286,7 +286,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _dry_run(sweep)
     from fusionlab.sweep import run_sweep
 
-    outcome = run_sweep(sweep, workers=args.workers)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    outcome = run_sweep(sweep, workers=args.workers, devices=devices, per_device=args.workers_per_device)
     if outcome.incomplete:
         print(f"{len(outcome.incomplete)} of {outcome.total} cells did not complete; their errors are in "
               f"{outcome.results / 'trials.csv'}; run the same command again to retry them", file=sys.stderr)
@@ -319,7 +320,7 @@ def _search(sweep, args: argparse.Namespace) -> int:
         print(f"search {sweep.name}-search: {sweep.search.n_trials} TPE trials of variant {variant.name} over "
               f"{', '.join(sweep.search.params)}; storage {redact(sweep.storage)}")
         return 0
-    outcome = run_search(sweep, workers=args.workers)
+    outcome = run_search(sweep, workers=args.workers or 1)
     if outcome.best_trial is None:
         print(f"no search trial completed; see {outcome.csv}", file=sys.stderr)
         return EXIT_SOME_FAILED
@@ -390,8 +391,14 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
                                    "Rerunning skips completed cells and retries failed or stale ones; several "
                                    "workers (or machines) can share one storage.")
     p.add_argument("config", help="sweep YAML, e.g. ablations/fusion.yaml")
-    p.add_argument("--workers", type=int, default=1,
-                   help="local worker processes on the same study, splitting the CPU cores (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes on the same study (default: one per visible GPU, else 1); "
+                        "CPU workers split --threads")
+    p.add_argument("--devices", metavar="LIST",
+                   help="devices the workers are pinned to, taken in turn, e.g. cuda:0,cuda:1 (default: every "
+                        "visible GPU; on a CPU machine the config's train/eval.device)")
+    p.add_argument("--workers-per-device", type=int, default=1, metavar="K",
+                   help="workers allowed on one GPU (default 1: cells never share a GPU)")
     p.add_argument("--storage", metavar="URL",
                    help="optuna storage (default: sqlite:///<results>/<name>/study.db); see below")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key, e.g. seeds=[0]")

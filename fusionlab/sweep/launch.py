@@ -10,7 +10,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from optuna.trial import TrialState
 from tqdm import tqdm
@@ -20,8 +20,8 @@ from fusionlab.errors import FusionlabError
 from fusionlab.results import SWEEP_FILE, write_json
 from fusionlab.sweep.config import BASELINE, SweepConfig
 from fusionlab.sweep.store import Store, bind_results, existing_study, redact
-from fusionlab.sweep.workers import (cell_states, code_version, log_to_file, run_processes, settled_count, work,
-                                     worker_process, write_trials_csv)
+from fusionlab.sweep.workers import (assign_devices, cell_states, code_version, log_to_file, pin_device,
+                                     run_processes, settled_count, work, worker_process, write_trials_csv)
 
 log = logging.getLogger("fusionlab.sweep")
 
@@ -58,19 +58,24 @@ def open_results(sweep: SweepConfig) -> Store:
     return store
 
 
-def run_sweep(sweep: SweepConfig, workers: int = 1, progress: bool = True) -> SweepOutcome:
-    """Run every cell of ``sweep`` not yet COMPLETE with ``workers`` local processes (1: this one)."""
-    if workers < 1:
-        raise FusionlabError(f"--workers {workers}: expected at least 1")
+def run_sweep(sweep: SweepConfig, workers: Optional[int] = 1, progress: bool = True,
+              devices: Optional[Sequence[str]] = None, per_device: int = 1) -> SweepOutcome:
+    """Run every cell of ``sweep`` not yet COMPLETE with local worker processes (one: this process).
+
+    ``workers``, ``devices`` and ``per_device`` are :func:`~fusionlab.sweep.workers.assign_devices`'s:
+    by default one worker per visible GPU, each pinned to its GPU, or one worker on the CPU.
+    """
+    assigned = assign_devices(workers, devices, per_device)
+    workers = len(assigned)
     store = open_results(sweep)
     write_sweep_json(sweep)
     warn_about_old_cells(store, sweep)
     cells = sweep.cells()
     run_id = uuid.uuid4().hex
     done = settled_count(store, sweep, run_id)
-    log.info("sweep %s: %d cells, %d complete, %d worker(s), storage %s; a cell whose worker stops beating "
-             "for %d s is run again", sweep.name, len(cells), done, workers, redact(sweep.storage),
-             sweep.heartbeat.grace)
+    log.info("sweep %s: %d cells, %d complete, %d worker(s) on %s, storage %s; a cell whose worker stops "
+             "beating for %d s is run again", sweep.name, len(cells), done, workers,
+             ", ".join(d or "the configured device" for d in assigned), redact(sweep.storage), sweep.heartbeat.grace)
     bar = tqdm(total=len(cells), initial=done, desc=f"sweep {sweep.name}", unit="cell", dynamic_ncols=True,
                disable=not progress)
 
@@ -80,10 +85,11 @@ def run_sweep(sweep: SweepConfig, workers: int = 1, progress: bool = True) -> Sw
     crashed: List[str] = []
     try:
         if workers == 1:
+            pin_device(sweep, assigned[0])
             work(sweep, run_id, say=bar.write if progress else print, on_trial=follow)
         else:
-            crashed = run_processes(worker_process, (str(sweep.source), sweep.overrides, sweep.storage, run_id),
-                                    workers, follow)
+            crashed = run_processes(worker_process, (str(sweep.source), sweep.overrides, sweep.storage, run_id,
+                                                     assigned), workers, follow)
     finally:
         bar.close()
     write_trials_csv(store, sweep)

@@ -17,7 +17,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from optuna.trial import FrozenTrial, TrialState
@@ -98,7 +98,7 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
         waited = None
         cell = todo[rng.randrange(min(len(todo), 4))] if spread else todo[0]
         trial = claim(store, cell.key, {"variant": cell.variant.name, "seed": cell.seed, "run_id": run_id,
-                                        **code_version()})
+                                        "device": cell.variant.config.train.device, **code_version()})
         if trial is None:
             continue
         record = run_cell(store, sweep, cell, trial)
@@ -196,11 +196,58 @@ def in_worker(config_path: str, overrides: List[str], storage: Optional[str], th
         sys.exit(2)
 
 
-def worker_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str, worker: int,
-                   threads: int) -> None:
-    """Entry point of one spawned cell worker."""
+def worker_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str,
+                   devices: List[Optional[str]], worker: int, threads: int) -> None:
+    """Entry point of one spawned cell worker, pinned to ``devices[worker]`` (None: the config's)."""
     with in_worker(config_path, overrides, storage, threads) as sweep:
+        pin_device(sweep, devices[worker])
         work(sweep, run_id, say=lambda line: print(line, flush=True), spread=True)
+
+
+def assign_devices(workers: Optional[int], devices: Optional[Sequence[str]], per_device: int = 1
+                   ) -> List[Optional[str]]:
+    """The device of each worker: one worker per GPU by default, never two on one GPU unless allowed.
+
+    Args:
+        workers: how many workers (None: one per listed GPU times ``per_device``, or 1 on the CPU).
+        devices: ``cuda:N`` / ``cpu`` names (None: every visible GPU, else the config's devices).
+        per_device: workers allowed on one GPU (``--workers-per-device``); CPU workers share the
+            cores instead (each gets its share of ``--threads``).
+    Returns:
+        ``workers`` entries, GPUs taken in turn; None means "leave train/eval.device as configured".
+    """
+    import torch
+
+    from fusionlab.config import resolve_device
+
+    if per_device < 1:
+        raise FusionlabError(f"--workers-per-device {per_device}: expected at least 1")
+    if workers is not None and workers < 1:
+        raise FusionlabError(f"--workers {workers}: expected at least 1")
+    if devices is None:
+        visible = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        if not visible:
+            return [None] * (workers or 1)
+        devices = visible
+    for name in devices:
+        resolve_device(name, "--devices")
+    gpus = [d for d in devices if d != "cpu"]
+    if workers is None:
+        workers = len(gpus) * per_device if gpus else 1
+    if gpus and len(gpus) == len(devices) and workers > len(gpus) * per_device:
+        raise FusionlabError(f"--workers {workers} on {len(gpus)} GPU(s) with --workers-per-device {per_device}: "
+                             f"cells would share a GPU; pass --workers-per-device "
+                             f"{-(-workers // len(gpus))} to allow it, or fewer --workers")
+    return [devices[i % len(devices)] for i in range(workers)]
+
+
+def pin_device(sweep: SweepConfig, device: Optional[str]) -> None:
+    """Run every cell of ``sweep`` on ``device`` (train and eval; the cell keys do not include devices)."""
+    if device is None:
+        return
+    for variant in sweep.variants:
+        variant.config.train.device = device
+        variant.config.eval.device = device
 
 
 def run_processes(target: Callable[..., None], args: tuple, workers: int, progress: Callable[[], None]) -> List[str]:

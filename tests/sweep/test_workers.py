@@ -13,11 +13,12 @@ from typing import Iterator
 
 import optuna
 import pandas as pd
+import pytest
 
 
 def test_two_workers_run_every_cell_once(sweep, make_sweep, workdir):
     config = make_sweep()
-    assert sweep(config, "--workers", "2") == 0
+    assert sweep(config, "--workers", "2", "--devices", "cpu") == 0
     study = optuna.load_study(study_name="tiny", storage="sqlite:///results/tiny/study.db")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     cells = [t.user_attrs["cell"] for t in complete]
@@ -26,6 +27,7 @@ def test_two_workers_run_every_cell_once(sweep, make_sweep, workdir):
         assert {"variant", "seed", "metrics", "box_miou", "params_m", "latency_ratio", "fusionlab_version"} <= set(
             trial.user_attrs)
         assert trial.value == trial.user_attrs["box_miou"] == trial.user_attrs["metrics"]["box_miou"]
+        assert trial.user_attrs["device"] == "cpu"  # each worker pinned to its --devices entry
     trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() == 4
     assert trials.groupby(["variant", "seed"]).size().tolist() == [1, 1, 1, 1]
@@ -109,3 +111,23 @@ def test_a_paused_worker_that_wakes_after_its_cell_was_taken_over_stops_cleanly(
     log = (workdir / "results" / "tiny" / "sweep.log").read_text()
     assert "Traceback" not in output + log and "UpdateFinishedTrialError" not in output + log
     assert f"trial {victim['number']}" in output and "discarded" in output
+
+
+def test_workers_get_a_gpu_each_and_share_one_only_when_asked(monkeypatch):
+    import torch
+
+    from fusionlab.errors import FusionlabError
+    from fusionlab.sweep.workers import assign_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert assign_devices(None, None) == [None] and assign_devices(2, None) == [None, None]  # CPU: the config's
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert assign_devices(None, None) == ["cuda:0", "cuda:1"]
+    assert assign_devices(None, ["cuda:1"], per_device=2) == ["cuda:1", "cuda:1"]
+    assert assign_devices(4, None, per_device=2) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    with pytest.raises(FusionlabError, match=r"^--workers 3 on 2 GPU\(s\) with --workers-per-device 1: cells would "
+                                             r"share a GPU; pass --workers-per-device 2 to allow it"):
+        assign_devices(3, None)
+    with pytest.raises(FusionlabError, match=r"^--devices: 'cuda:7': this machine has 2 CUDA devices"):
+        assign_devices(None, ["cuda:0", "cuda:7"])
