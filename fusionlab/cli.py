@@ -56,6 +56,19 @@ def check_writable_path(path: Path, flag: str) -> None:
         raise FusionlabError(f"{flag} {path}: {above} is a file, not a folder; expected a path inside a folder")
 
 
+def _image_out(out: Path, path: Path, example: str) -> str:
+    """Check, before any work, that ``path`` (written for ``--out out``) can be an image file; its PIL format."""
+    from PIL import Image
+
+    if path.is_dir():
+        raise FusionlabError(f"--out {out}: {path} is a folder; expected an image file name such as {path / example}")
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise FusionlabError(f"--out {out}: unknown image extension {path.suffix!r}; expected e.g. {example}")
+    check_writable_path(path, "--out")
+    return image_format
+
+
 def _parse_floats(text: str, count: Sequence[int], what: str) -> List[float]:
     try:
         values = [float(v) for v in text.split(",")]
@@ -104,12 +117,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.box and not args.point:
         raise FusionlabError("predict needs a prompt: --box x0,y0,x1,y1 or one or more --point x,y[,label]")
     out = Path(args.out)
-    if out.is_dir():
-        raise FusionlabError(f"--out {out} is a folder; expected an image file name such as {out / 'mask.png'}")
-    image_format = Image.registered_extensions().get(out.suffix.lower())
-    if image_format is None:
-        raise FusionlabError(f"--out {out}: unknown image extension {out.suffix!r}; expected e.g. mask.png")
-    check_writable_path(out, "--out")
+    image_format = _image_out(out, out, "mask.png")
     config = read_config(args.checkpoint) if args.checkpoint else None
     if config is not None and args.model is None:
         model = build_model(config)
@@ -149,7 +157,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_demo_image(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
     from fusionlab.data import build_dataset
     from fusionlab.data.io import write_depth_png, write_rgb_png
@@ -162,12 +169,7 @@ def cmd_demo_image(args: argparse.Namespace) -> int:
     out = Path(args.out)
     depth_path = out.with_name(out.stem + "_depth.png")
     for path in (out, depth_path):
-        if path.is_dir():
-            raise FusionlabError(f"--out {out}: {path} is a folder; expected an image file name such as "
-                                 f"{path / 'scene.png'}")
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise FusionlabError(f"--out {out}: unknown image extension {out.suffix!r}; expected e.g. scene.png")
-    check_writable_path(out, "--out")
+        _image_out(out, path, "scene.png")
     dataset = build_dataset("synthetic", split="val", num_images=max(args.index + 1, 4))
     sample = dataset[args.index]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -181,7 +181,7 @@ def test_predict_refuses_an_output_under_a_file_and_writes_nothing(image_file, t
     assert f"--out {tmp_path / out}: {tmp_path / blocker} is a file, not a folder" in _error_line(capsys)
     assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "notes.txt").read_text() == "keep me"
     assert _predict(image_file, "--box", "5,5,30,30", "--out", str(tmp_path)) == 2
-    assert f"--out {tmp_path} is a folder; expected an image file name" in _error_line(capsys)
+    assert f"--out {tmp_path}: {tmp_path} is a folder; expected an image file name" in _error_line(capsys)
 
 
 def test_predict_turns_a_depth_file_into_what_the_checkpoint_was_trained_on(image_file, tmp_path, monkeypatch):
