@@ -15,7 +15,7 @@ import pandas as pd
 
 from fusionlab.atomic import atomic_write_text
 
-GROUPS = ("baseline", "fusion", "control")
+GROUPS = ("baseline", "fusion", "encoder", "control")
 METRIC_COLUMNS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large", "click1_miou", "click3_miou")
 COST_COLUMNS = ("params_m", "gmacs", "latency_ratio", "wall_s")
 ID_COLUMNS = ("trial_id", "variant", "seed", "state")

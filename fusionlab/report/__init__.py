@@ -24,7 +24,7 @@ class Report:
 
     Attributes:
         paths: file name (``"table.tex"``, ``"report.md"``, ``"report.csv"``, ``"miou.pdf"``,
-            ``"miou.png"``, ``"tradeoff.pdf"``, ``"tradeoff.png"``) -> written path.
+            ``"miou.png"``, ``"frontier.pdf"``, ``"frontier.png"``) -> written path.
         markdown: the text of ``report.md``.
     """
 
@@ -35,6 +35,11 @@ class Report:
 def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
                 n_boot: int = 2000, seed: int = 0) -> Report:
     """Write the LaTeX table, Markdown page, tidy CSV and figures of one sweep.
+
+    The table has one row per variant; below it, a note per light depth encoder gives the
+    share of the ``same`` encoder's gain it keeps and at what cost. ``miou`` shows the mIoU of
+    each variant; ``frontier`` shows Δ box mIoU against latency and GMACs with the Pareto
+    frontier of each (see :func:`fusionlab.report.plots.frontier_figure`).
 
     Args:
         results_dir: ``results/<name>/`` with ``sweep.json``, ``trials.csv`` and ``trials/``.
@@ -55,10 +60,10 @@ def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
     paths = {
         "table.tex": write_text(out / "table.tex", tables.to_latex(summary, results, n_boot)),
         "report.md": write_text(out / "report.md", markdown),
-        "report.csv": write_text(out / "report.csv", tables.to_csv(summary)),
+        "report.csv": write_text(out / "report.csv", tables.to_csv(summary, results)),
     }
     figures = {"miou": plots.miou_figure(results),
-               "tradeoff": plots.tradeoff_figure(summary, results)}
+               "frontier": plots.frontier_figure(summary, results)}
     for stem, figure in figures.items():
         for suffix in ("pdf", "png"):
             paths[f"{stem}.{suffix}"] = save_figure(figure, out / f"{stem}.{suffix}")

@@ -1,4 +1,4 @@
-"""Figures of the report: mIoU per variant, and accuracy against cost.
+"""Figures of the report: mIoU per variant, and the gain in box mIoU against cost.
 
 Figures are drawn on ``matplotlib.figure.Figure`` with the Agg canvas, never through
 ``pyplot``, so making a report neither needs a display nor changes the caller's backend or
@@ -12,12 +12,29 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cbook import pts_to_poststep
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import Bbox
 
+from fusionlab.report import frontier
 from fusionlab.report.results import GROUPS, SweepResults
 from fusionlab.report.tables import PROMPT_HEADERS
 
 _BAR_PROMPTS = ("box", "click1")
+FRONTIER_GID = "pareto-frontier"
+"""The ``gid`` of each panel's frontier line (it names the line in an SVG, and for tests)."""
+# cost column -> (its name in notes, its axis label), one panel each, in frontier.COSTS order.
+_COST_NAMES = {"latency_ratio": ("latency", "latency relative to RGB only"),
+               "gmacs": ("GMACs", "GMACs (encoders and fusion)")}
+_MARKERS = {"baseline": "s", "fusion": "o", "encoder": "D", "control": "X"}
+_GROUP_LEGEND = {"control": "control (never on the frontier)"}
+_FADED = 0.3
+# Half a marker (7 pt) plus a gap: no label starts closer than this to any point's centre.
+_MARKER_CLEARANCE = 5.0
+# (dx, dy) in points, and the alignment that puts the text on that side of the point.
+_LABEL_OFFSETS = ((6, 2, "left", "bottom"), (6, -2, "left", "top"), (-6, 2, "right", "bottom"),
+                  (-6, -2, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"))
 
 
 def miou_figure(results: SweepResults) -> Figure:
@@ -45,55 +62,141 @@ def miou_figure(results: SweepResults) -> Figure:
     return figure
 
 
-def tradeoff_figure(summary: pd.DataFrame, results: SweepResults) -> Figure:
-    """Box mIoU against params (left) and latency ratio (right); one labelled point per variant.
+def frontier_figure(summary: pd.DataFrame, results: SweepResults) -> Figure:
+    """Δ box mIoU against latency ratio (left) and GMACs (right), each with its Pareto frontier.
+
+    Each panel computes its own frontier (:func:`fusionlab.report.frontier.pareto_front`) over
+    the designs (every group but controls) that have a Δ and that cost, joins it by a step (the
+    best Δ available at that cost or less) and labels it in black; dominated designs are faded
+    and labelled in grey. Controls are drawn grey and never join the frontier: they test a
+    hypothesis, they are no design to pick. Error bars are the 95 % CI of Δ; the baseline sits
+    at Δ = 0. A note under the panels names the variants a panel leaves out and why.
 
     Args:
         summary: the tidy table of :func:`fusionlab.report.stats.summarize`.
     """
-    order = [v.name for v in results.sweep.ordered_variants()]
-    wide = summary.pivot(index="variant", columns="metric", values="mean").reindex(order)
-    spread = summary.pivot(index="variant", columns="metric", values="std").reindex(order)
-    points = pd.DataFrame({
-        "label": [results.sweep.variant(n).label for n in wide.index],
-        "group": [results.sweep.variant(n).group for n in wide.index],
-        "box_miou": wide["box_miou"], "box_std": spread["box_miou"].fillna(0.0),
-    }, index=wide.index)
-    figure, axes = _figure(width=9.0, ncols=2)
-    for ax, cost, xlabel in zip(axes, ("params_m", "latency_ratio"),
-                                ("parameters (M)", "latency relative to RGB only")):
-        data = points.assign(cost=wide[cost] if cost in wide else float("nan")).dropna(
-            subset=["cost", "box_miou"])
-        if data.empty:
-            _no_data(ax)
+    points = frontier.variant_points(summary, results)
+    figure, axes = _figure(width=10.0, ncols=2, height=4.2)
+    panels = []
+    for ax, cost in zip(axes, frontier.COSTS):
+        design_cost = points[cost].where(points["group"] != "control")
+        on_front = frontier.pareto_front(design_cost, points["delta"]).fillna(False).astype(bool)
+        shown = points.assign(on_front=on_front).dropna(subset=[cost, "delta"])
+        if shown.empty:
+            _no_data(ax, "no variant with a Δ and this cost yet")
         else:
-            _scatter(ax, data)
-        ax.set(xlabel=xlabel, ylabel="box mIoU (× 100)")
-    figure.suptitle(f"{results.sweep.name}: accuracy vs cost (error bars: std over seeds)")
+            _frontier_panel(ax, shown, cost)
+        ax.set(xlabel=_COST_NAMES[cost][1], ylabel="Δ box mIoU vs RGB only (× 100)")
+        panels.append((ax, shown, cost))
+    figure.legend(handles=_legend_handles(points["group"]), loc="outside right upper",
+                  frameon=False)
+    figure.suptitle(f"{results.sweep.name}: gain vs cost (error bars: 95 % CI of Δ)")
+    notes = _left_out_notes(points)
+    if notes:
+        # A supxlabel is placed by the constrained layout, so the note never covers an axis.
+        figure.supxlabel("\n".join(notes), x=0.01, ha="left", fontsize=7, color="0.3")
+    # Labels are placed in display coordinates, which exist once the layout is done.
+    figure.draw_without_rendering()
+    for ax, shown, cost in panels:
+        _label_points(ax, shown, cost)
     return figure
 
 
-def _scatter(ax: Axes, data: pd.DataFrame) -> None:
-    ax.errorbar(data["cost"], data["box_miou"], yerr=data["box_std"], fmt="none",
-                ecolor="0.6", elinewidth=1.0, capsize=2)
-    groups = [g for g in GROUPS if g in set(data["group"])]
-    sns.scatterplot(data=data, x="cost", y="box_miou", hue="group", style="group",
-                    hue_order=groups, style_order=groups, s=60, ax=ax)
-    for row in data.itertuples():
-        ax.annotate(row.label, (row.cost, row.box_miou), xytext=(4, 4),
-                    textcoords="offset points", fontsize=8)
-    ax.legend(title="", frameon=False)
-    # Room for the labels of the right-most points.
-    ax.margins(x=0.15, y=0.1)
+def _left_out_notes(points: pd.DataFrame) -> List[str]:
+    """One line naming the variants without a Δ, one per panel naming those without its cost."""
+    no_delta = points["delta"].isna()
+    notes = ([f"No Δ yet (no seed matched with the baseline's): "
+              f"{', '.join(points.loc[no_delta, 'label'])}"] if no_delta.any() else [])
+    for cost in frontier.COSTS:
+        name = _COST_NAMES[cost][0]
+        unmeasured = points[cost].isna() & ~no_delta
+        if unmeasured.any():
+            notes.append(f"Not in the {name} panel ({name} not measured): "
+                         f"{', '.join(points.loc[unmeasured, 'label'])}")
+    return notes
 
 
-def _figure(width: float, ncols: int = 1) -> tuple[Figure, Axes | List[Axes]]:
-    figure = Figure(figsize=(width, 3.6), layout="constrained")
+def _frontier_panel(ax: Axes, shown: pd.DataFrame, cost: str) -> None:
+    """Markers with CI bars, faded off the frontier, and the frontier's step line."""
+    best = shown[shown["on_front"]].sort_values(cost)
+    ax.axhline(0.0, color="0.5", linewidth=0.8, linestyle=":")
+    ax.plot(best[cost], best["delta"], drawstyle="steps-post", color="0.2", linewidth=1.2,
+            zorder=1, gid=FRONTIER_GID)
+    for row in shown.itertuples():
+        delta = row.delta
+        ax.errorbar(getattr(row, cost), delta, yerr=[[delta - row.ci_low], [row.ci_high - delta]],
+                    fmt=_MARKERS[row.group], markersize=7, color=_colour(row.group), capsize=2,
+                    elinewidth=1.0, alpha=1.0 if row.on_front else _FADED, zorder=2)
+    # Room for the labels of the outermost points.
+    ax.margins(x=0.2, y=0.15)
+
+
+def _label_points(ax: Axes, shown: pd.DataFrame, cost: str) -> None:
+    """Label each point, frontier first, at the one of ``_LABEL_OFFSETS`` where the text
+    stays in the axes and covers the fewest markers, CI bars, frontier steps and earlier
+    labels (the first such offset among equals).
+
+    Needs the layout done: the checks compare extents in display coordinates.
+    """
+    renderer = ax.figure.canvas.get_renderer()
+    taken = _obstacles(ax, shown, cost)
+    for row in shown.sort_values("on_front", ascending=False, kind="stable").itertuples():
+        style = ({"fontsize": 8, "color": "0.0"} if row.on_front
+                 else {"fontsize": 7, "color": "0.4"})
+        texts = [ax.annotate(row.label, (getattr(row, cost), row.delta), xytext=(dx, dy),
+                             textcoords="offset points", ha=ha, va=va, **style)
+                 for dx, dy, ha, va in _LABEL_OFFSETS]
+        boxes = [text.get_window_extent(renderer) for text in texts]
+        penalties = [(not (ax.bbox.contains(b.x0, b.y0) and ax.bbox.contains(b.x1, b.y1)),
+                      sum(b.overlaps(other) for other in taken)) for b in boxes]
+        best = penalties.index(min(penalties))
+        for i, text in enumerate(texts):
+            if i != best:
+                text.remove()
+        taken.append(boxes[best])
+
+
+def _obstacles(ax: Axes, shown: pd.DataFrame, cost: str) -> List[Bbox]:
+    """Display extents of the markers, the CI bars and the frontier's segments."""
+    to_display = ax.transData.transform
+    radius = _MARKER_CLEARANCE * ax.figure.dpi / 72.0
+    boxes = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius)
+             for x, y in to_display(shown[[cost, "delta"]].to_numpy(float))]
+    boxes += [Bbox(to_display([(x, low), (x, high)]))
+              for x, low, high in zip(shown[cost], shown["ci_low"], shown["ci_high"])]
+    best = shown[shown["on_front"]].sort_values(cost)
+    steps = to_display(pts_to_poststep(best[cost].to_numpy(float),
+                                       best["delta"].to_numpy(float)).T)
+    return boxes + [Bbox(steps[i:i + 2]) for i in range(len(steps) - 1)]
+
+
+def _legend_handles(groups: pd.Series) -> List[Line2D]:
+    """One marker per group present, then the frontier line and a faded marker."""
+    present = set(groups)
+    handles = [Line2D([], [], linestyle="", marker=_MARKERS[g], markersize=7, color=_colour(g),
+                      label=_GROUP_LEGEND.get(g, g)) for g in GROUPS if g in present]
+    return handles + [
+        Line2D([], [], color="0.2", linewidth=1.2, label="Pareto frontier"),
+        Line2D([], [], linestyle="", marker="o", markersize=7, color="0.2", alpha=_FADED,
+               label="dominated"),
+    ]
+
+
+def _colour(group: str) -> tuple:
+    """The group's colour of the seaborn palette; grey for controls, which are no design."""
+    if group == "control":
+        return (0.55, 0.55, 0.55)
+    return sns.color_palette()[GROUPS.index(group)]
+
+
+def _figure(width: float, ncols: int = 1, height: float = 3.6
+            ) -> tuple[Figure, Axes | List[Axes]]:
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     with sns.axes_style("whitegrid"):
         axes = figure.subplots(1, ncols)
     return figure, axes
 
 
-def _no_data(ax: Axes) -> None:
-    ax.text(0.5, 0.5, "no complete trial yet", ha="center", va="center", transform=ax.transAxes)
+def _no_data(ax: Axes, text: str = "no complete trial yet") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)

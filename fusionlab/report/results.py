@@ -9,9 +9,16 @@ reported on a laptop. ``results/<name>/`` contains:
     "total_cells": int}``
 
     - ``baseline``: the variant name of the RGB-only baseline (every Δ is against it).
-    - ``variants``: ``{"name": str, "group": "baseline" | "fusion" | "control",
+    - ``variants``: ``{"name": str, "group": "baseline" | "fusion" | "encoder" | "control",
       "fusion": str | null, "fusion_point": str | null, "depth_source": str | null,
-      "label": str}``; ``label`` is the short display label used in tables and plots.
+      "depth_encoder": str | null, "depth_size": int | null, "label": str}``; ``label`` is
+      the short display label used in tables and plots. ``depth_encoder`` names the depth
+      branch's encoder (``"same"``: a full copy of the RGB encoder, the paper's design;
+      ``"shared"``, ``"efficientvit-quarter"``, ``"timm:resnet18"`` ...: lighter ones; null
+      for the RGB-only baseline); ``depth_size`` is the depth branch's own input side (null:
+      the RGB encoder's). Sweeps written before these two keys existed lack them: a missing
+      ``depth_encoder`` reads as ``"same"`` for a variant with a fusion, else null; a missing
+      ``depth_size`` as null.
     - ``dataset`` / ``eval_dataset`` / ``depth_source``: one-line descriptions for the caption.
     - ``total_cells``: the number of (variant, seed) cells the sweep plans.
 
@@ -66,6 +73,8 @@ class Variant:
     fusion: Optional[str] = None
     fusion_point: Optional[str] = None
     depth_source: Optional[str] = None
+    depth_encoder: Optional[str] = None
+    depth_size: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,7 @@ class Sweep:
         return next(v for v in self.variants if v.name == name)
 
     def ordered_variants(self) -> List[Variant]:
-        """Variants in table order: baseline, fusion, control; ``sweep.json`` order within."""
+        """Variants in table order: by group in ``GROUPS`` order, ``sweep.json`` order within."""
         return sorted(self.variants, key=lambda v: GROUPS.index(v.group))
 
 
@@ -207,9 +216,19 @@ def _parse_variant(raw: Any, path: Path, index: int) -> Variant:
     group = raw.get("group")
     if group not in GROUPS:
         raise FusionlabError(f"{where}: group={group!r}; expected one of {list(GROUPS)}")
+    depth_size = raw.get("depth_size")
+    if depth_size is not None and (isinstance(depth_size, bool) or not isinstance(depth_size, int)
+                                   or depth_size <= 0):
+        raise FusionlabError(f"{where}: depth_size={depth_size!r}; expected a positive integer "
+                             "(pixels) or null")
+    fusion = raw.get("fusion")
+    # Sweeps older than the depth-encoder axis always copied the RGB encoder for depth.
+    depth_encoder = raw.get("depth_encoder", "same" if fusion else None)
     return Variant(name=str(raw["name"]), group=group, label=str(raw.get("label") or raw["name"]),
-                   fusion=raw.get("fusion"), fusion_point=raw.get("fusion_point"),
-                   depth_source=raw.get("depth_source"))
+                   fusion=fusion, fusion_point=raw.get("fusion_point"),
+                   depth_source=raw.get("depth_source"),
+                   depth_encoder=None if depth_encoder is None else str(depth_encoder),
+                   depth_size=depth_size)
 
 
 def _key(raw: Dict[str, Any], key: str, path: Path) -> Any:

@@ -4,16 +4,20 @@ All three render the tidy summary of :func:`fusionlab.report.stats.summarize`; t
 Markdown tables show the same cells: ``mean ± std`` over seeds, the best value per column in
 bold, and Δ box mIoU to the baseline with its 95 % paired bootstrap CI, marked where the CI
 excludes 0. Captions name the data by dataset, never by a folder of the machine that ran it.
+Below the table, a note per light depth encoder says how much of the ``same`` encoder's gain it
+keeps and at what cost (:func:`fusionlab.report.frontier.gain_kept`); the CSV carries that share
+as ``gain_kept_pct`` with its ``same_reference``.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
+from fusionlab.report import frontier
 from fusionlab.report.results import SweepResults
 
 PROMPT_HEADERS = {"click1": "1-click", "click3": "3-click"}
@@ -48,13 +52,18 @@ class Column:
 
 @dataclass(frozen=True)
 class _Syntax:
-    """How one output format writes a spread, an interval, a missing value, the mark, a minus."""
+    """How one output format writes numbers and symbols, and escapes free text."""
 
     spread: str
     interval: str
     dash: str
     mark: str
     minus: str
+    times: str
+    percent: str
+    delta: str
+    code: str
+    escape: Callable[[str], str]
 
 
 _BOX = Column("box_miou", ("Box mIoU", "all"), "Box mIoU")
@@ -71,11 +80,6 @@ _SHRINK_TO_FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!
 # An absolute POSIX, home or Windows path that starts a word: not the "/M" of "S/M/L", nor
 # the "//host/..." of a URL, which names no one's folder.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~/\\:-])(?:~|[A-Za-z]:)?[/\\][^\s,;()\[\]{}'\"]+")
-_LATEX = _Syntax(spread=r"{mean}{{\scriptsize$\pm${std}}}",
-                 interval=r"{delta} {{\scriptsize[{low}, {high}]}}",
-                 dash="--", mark=r"$^\dagger$", minus="$-$")
-_MARKDOWN = _Syntax(spread="{mean} ± {std}", interval="{delta} [{low}, {high}]", dash="—",
-                    mark=" †", minus="−")
 
 
 def data_name(description: str) -> str:
@@ -91,6 +95,15 @@ def data_name(description: str) -> str:
 def latex_escape(text: str) -> str:
     """Escape the characters LaTeX treats specially (``rgb_only`` -> ``rgb\\_only``)."""
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+_LATEX = _Syntax(spread=r"{mean}{{\scriptsize$\pm${std}}}",
+                 interval=r"{delta} {{\scriptsize[{low}, {high}]}}",
+                 dash="--", mark=r"$^\dagger$", minus="$-$", times=r"$\times$", percent=r"\,\%",
+                 delta=r"$\Delta$", code=r"\texttt{{{}}}", escape=latex_escape)
+_MARKDOWN = _Syntax(spread="{mean} ± {std}", interval="{delta} [{low}, {high}]", dash="—",
+                    mark=" †", minus="−", times="×", percent=" %", delta="Δ", code="`{}`",
+                    escape=str)
 
 
 def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Column]:
@@ -153,6 +166,12 @@ def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
     )
     latex = _rule_between_groups(latex, _group_starts(results))
     latex = latex.replace("\\begin{tabular}", _SHRINK_TO_FIT + "\n\\begin{tabular}", 1)
+    notes = _gain_kept_notes(summary, results, _LATEX)
+    if notes:
+        # Table notes sit below the table, inside the float, ragged right so that a long
+        # unbreakable label cannot overfill the line.
+        latex = latex.replace("\\end{table*}", "\\par\\smallskip{\\raggedright\n"
+                              + "\\par\n".join(notes) + "\\par}\n\\end{table*}", 1)
     return _LATEX_HEADER + latex.replace("\\end{tabular}", "\\end{tabular}}", 1)
 
 
@@ -169,6 +188,9 @@ def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> st
     parts = [f"# {results.sweep.name}", _caption(results, n_boot, latex=False)]
     parts += [f"**{note}**" for note in (partial_note(results), baseline_note(results)) if note]
     parts.append(_markdown_table(header, rows))
+    notes = _gain_kept_notes(summary, results, _MARKDOWN)
+    if notes:
+        parts.append(notes[0] + "\n\n" + "\n".join(f"- {note}" for note in notes[1:]))
     parts += [_attribute_section(summary, results, a) for a in _attribute_names(summary)]
     incomplete = _incomplete_section(results)
     if incomplete:
@@ -176,9 +198,17 @@ def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> st
     return "\n\n".join(parts) + "\n"
 
 
-def to_csv(summary: pd.DataFrame) -> str:
-    """The tidy summary as CSV: numbers, not formatted strings."""
-    return summary.to_csv(index=False)
+def to_csv(summary: pd.DataFrame, results: SweepResults) -> str:
+    """The tidy summary as CSV: numbers, not formatted strings.
+
+    The ``box_miou`` row of a light variant adds ``same_reference`` (the variant it is
+    compared with) and ``gain_kept_pct`` (see :func:`fusionlab.report.frontier.gain_kept`);
+    both are empty elsewhere.
+    """
+    kept = frontier.gain_kept(frontier.variant_points(summary, results), results)
+    table = summary.join(kept[["same_reference", "gain_kept_pct"]], on="variant")
+    table.loc[table["metric"] != "box_miou", ["same_reference", "gain_kept_pct"]] = None
+    return table.to_csv(index=False)
 
 
 def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
@@ -204,6 +234,61 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
     best = np.column_stack([_best(wide["mean"][c.metric].mask(is_baseline & c.ratio_to_baseline), c)
                             for c in columns])
     return labels, cells, best
+
+
+def _gain_kept_notes(summary: pd.DataFrame, results: SweepResults, syntax: _Syntax) -> List[str]:
+    """A lead-in line, then one note per light variant with a ``same`` reference; [] if none."""
+    kept = frontier.gain_kept(frontier.variant_points(summary, results), results)
+    if kept.empty:
+        return []
+    baseline = syntax.escape(results.sweep.variant(results.sweep.baseline).label)
+    lead = (f"Light depth encoders, each against the {syntax.code.format('same')} encoder (a "
+            "full copy of the RGB encoder, at full size) with the same fusion, fusion point and "
+            f"depth source; gain: {syntax.delta} box mIoU to {baseline}:")
+    return [lead] + [_gain_kept_note(row, syntax) for _, row in kept.iterrows()]
+
+
+def _gain_kept_note(row: pd.Series, syntax: _Syntax) -> str:
+    """One row of :func:`fusionlab.report.frontier.gain_kept` as a sentence.
+
+    ``"<label>: keeps 75 % of the `same` encoder's gain (+3.0 vs +4.0 box mIoU) at <cost>"``,
+    or, where there is no share to give, why.
+    """
+    same = syntax.code.format("same")
+    unmeasured = [syntax.escape(row[f"{prefix}label"]) for prefix in ("", "same_")
+                  if pd.isna(row[f"{prefix}delta"])]
+    if pd.notna(row["gain_kept_pct"]):
+        share, joint = (f"keeps {_number(row['gain_kept_pct'], 0, syntax)}{syntax.percent} of the "
+                        f"{same} encoder's gain ({_number(row['delta'], 1, syntax, sign=True)} vs "
+                        f"{_number(row['same_delta'], 1, syntax, sign=True)} box mIoU)"), " at "
+    elif unmeasured:
+        share, joint = (f"no {syntax.delta} box mIoU yet for {' nor '.join(unmeasured)}, so no "
+                        f"share of the {same} encoder's gain"), "; at "
+    else:
+        same_gain = syntax.interval.format(**{k: _number(row[f"same_{s}"], 1, syntax, sign=True)
+                                              for k, s in (("delta", "delta"), ("low", "ci_low"),
+                                                           ("high", "ci_high"))})
+        share, joint = (f"{_number(row['delta'], 1, syntax, sign=True)} box mIoU, but the {same} "
+                        f"encoder's gain ({same_gain}) is not above 0 with 95{syntax.percent} "
+                        "confidence, so a share of it is not meaningful"), "; at "
+    cost = _cost(row, syntax)
+    return f"{syntax.escape(row['label'])}: {share}" + (joint + cost if cost else "")
+
+
+def _cost(row: pd.Series, syntax: _Syntax) -> str:
+    """``"1.07× RGB-only latency (`same`: 1.95×), 0.90 vs 1.80 GMACs"``, leaving out what is
+    not measured ("" if nothing is)."""
+    parts = []
+    if pd.notna(row["latency_ratio"]):
+        reference = (f" ({syntax.code.format('same')}: "
+                     f"{_number(row['same_latency_ratio'], 2, syntax)}{syntax.times})"
+                     if pd.notna(row["same_latency_ratio"]) else "")
+        parts.append(f"{_number(row['latency_ratio'], 2, syntax)}{syntax.times} RGB-only "
+                     f"latency{reference}")
+    if pd.notna(row["gmacs"]) and pd.notna(row["same_gmacs"]):
+        parts.append(f"{_number(row['gmacs'], 2, syntax)} vs "
+                     f"{_number(row['same_gmacs'], 2, syntax)} GMACs")
+    return ", ".join(parts)
 
 
 def _mean_std(mean: float, std: float, column: Column, syntax: _Syntax) -> str:

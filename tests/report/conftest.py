@@ -3,13 +3,17 @@
 Per instance, a latent difficulty sets the baseline IoU; "fusion_add" is truly better by
 +5 IoU points on every instance (plus per-seed noise), "fusion_gated" equals the baseline
 plus 0.5 points, and the control ("depth_zero") is the baseline's distribution with its own
-noise. 30 % of the instances are camouflaged.
+noise. 30 % of the instances are camouflaged. Its sweep.json predates the depth-encoder keys.
+
+``ENCODER_VARIANTS`` is a depth-encoder ablation: light encoders that keep part of the
+``same`` encoder's gain at a lower cost, one of them dominated on both cost axes.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -20,25 +24,70 @@ from fusionlab.report import Report, make_report
 SEEDS = (0, 1, 2)
 N_INSTANCES = 200
 NOISE = 0.04
-# name, group, label, true shift in IoU (0..1)
+
+
+@dataclass(frozen=True)
+class FakeVariant:
+    """One variant of a fake sweep: its ``sweep.json`` entry and its truth.
+
+    Attributes:
+        shift: true shift of every IoU (0..1) over the baseline.
+        latency: latency ratio (plus jitter); None: not measured. The baseline's comes from
+            ``write_sweep``'s ``baseline_latency``.
+        gmacs: None: twice the params.
+        keys: further ``sweep.json`` keys (``depth_encoder``, ``depth_size``).
+    """
+
+    name: str
+    group: str
+    label: str
+    shift: float
+    params: float
+    latency: Optional[float] = 1.8
+    gmacs: Optional[float] = None
+    keys: Dict[str, Any] = field(default_factory=dict)
+
+
 VARIANTS = (
-    ("rgb_only", "baseline", "RGB only", 0.0),
-    ("fusion_add", "fusion", "add_s3", 0.05),
-    ("fusion_gated", "fusion", "gated_s3", 0.005),
-    ("depth_zero", "control", "zero depth", 0.0),
+    FakeVariant("rgb_only", "baseline", "RGB only", 0.0, 9.8),
+    FakeVariant("fusion_add", "fusion", "add_s3", 0.05, 19.5),
+    FakeVariant("fusion_gated", "fusion", "gated_s3", 0.005, 19.9),
+    FakeVariant("depth_zero", "control", "zero depth", 0.0, 19.5),
 )
-PARAMS = {"rgb_only": 9.8, "fusion_add": 19.5, "fusion_gated": 19.9, "depth_zero": 19.5}
+
+
+def _encoder(name: str, label: str, shift: float, latency: float, gmacs: float,
+             depth_encoder: str, depth_size: Optional[int] = None,
+             group: str = "encoder") -> FakeVariant:
+    return FakeVariant(name, group, label, shift, params=10.0, latency=latency, gmacs=gmacs,
+                       keys={"depth_encoder": depth_encoder, "depth_size": depth_size})
+
+
+# Gains +4.0 (same), +3.5, +3.0, +2.0, +1.0, +2.5 box mIoU; timm:resnet18 and same@256 are
+# dominated on both axes, shared only on GMACs (it costs what same costs).
+ENCODER_VARIANTS = (
+    FakeVariant("rgb_only", "baseline", "RGB only", 0.0, 9.8, gmacs=19.6,
+                keys={"depth_encoder": None, "depth_size": None}),
+    _encoder("same", "same", 0.04, 1.95, 39.0, "same", group="fusion"),
+    _encoder("shared", "shared", 0.035, 1.9, 39.0, "shared"),
+    _encoder("quarter", "efficientvit-quarter", 0.03, 1.2, 24.5, "efficientvit-quarter"),
+    _encoder("mobilenet", "timm:mobilenetv3_small_050", 0.02, 1.07, 20.5,
+             "timm:mobilenetv3_small_050"),
+    _encoder("resnet18", "timm:resnet18", 0.01, 1.5, 30.0, "timm:resnet18"),
+    _encoder("same_256", "same @256", 0.025, 1.4, 25.0, "same", depth_size=256),
+    _encoder("shuffled", "shuffled depth", 0.0, 1.95, 39.0, "same", group="control"),
+)
 PROMPT_PENALTY = {"box": 0.0, "click1": 0.15, "click3": 0.08}
 
 Cell = Tuple[str, int]
 
 
 def _instances(rng: np.random.Generator, difficulty: np.ndarray, shift: float,
-               camouflaged: np.ndarray, with_attribute: bool) -> pd.DataFrame:
+               camouflaged: np.ndarray, with_attribute: bool, noise: float) -> pd.DataFrame:
     areas = rng.choice([500.0, 5000.0, 50000.0], size=N_INSTANCES)
     frames = []
     for prompt, penalty in PROMPT_PENALTY.items():
-        iou = difficulty - penalty + shift + rng.normal(0.0, NOISE, N_INSTANCES)
+        iou = difficulty - penalty + shift + rng.normal(0.0, noise, N_INSTANCES)
         frame = pd.DataFrame({"image_id": np.arange(N_INSTANCES) // 4,
                               "ann_id": np.arange(N_INSTANCES) + 1000, "prompt": prompt,
                               "iou": np.clip(iou, 0.0, 1.0), "area": areas,
@@ -53,10 +102,14 @@ def _instances(rng: np.random.Generator, difficulty: np.ndarray, shift: float,
 def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = None,
                 missing: Iterable[Cell] = (), with_attribute: bool = True,
                 baseline_latency: Sequence[float] = (1.0, 1.0, 1.0),
-                descriptions: Dict[str, str] | None = None) -> Path:
+                descriptions: Dict[str, str] | None = None,
+                variants: Sequence[FakeVariant] = VARIANTS, noise: float = NOISE) -> Path:
     """Write ``sweep.json``, ``trials.csv`` and ``instances.csv`` files under ``root``.
 
     Args:
+        variants: the variants, the first being the baseline.
+        noise: std of the per-instance IoU noise; latency jitter is half of it, so 0 gives
+            every Δ and cost exactly.
         incomplete: cell -> (state, error) for cells that did not complete.
         missing: cells without any row in ``trials.csv``.
         with_attribute: add the ``camouflaged`` column to the instances.
@@ -71,33 +124,39 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
     camouflaged = rng.random(N_INSTANCES) < 0.3
     root.mkdir(parents=True, exist_ok=True)
     sweep = {
-        "name": "demo_sweep", "seeds": list(SEEDS), "baseline": "rgb_only",
-        "variants": [{"name": n, "group": g, "fusion": None if g == "baseline" else "add",
-                      "fusion_point": None if g == "baseline" else "stage3",
-                      "depth_source": None if g == "baseline" else "depth_anything",
-                      "label": label} for n, g, label, _ in VARIANTS],
+        "name": "demo_sweep", "seeds": list(SEEDS), "baseline": variants[0].name,
+        "variants": [{"name": v.name, "group": v.group,
+                      "fusion": None if v.group == "baseline" else "add",
+                      "fusion_point": None if v.group == "baseline" else "stage3",
+                      "depth_source": None if v.group == "baseline" else "depth_anything",
+                      "label": v.label, **v.keys} for v in variants],
         "dataset": "embedded COCO_tiny (200 instances)", "eval_dataset": "COCO val 5% split",
         "depth_source": "Depth Anything V2-S, cached", "prompts": list(PROMPT_PENALTY),
-        "total_cells": len(VARIANTS) * len(SEEDS),
+        "total_cells": len(variants) * len(SEEDS),
         **(descriptions or {}),
     }
     (root / "sweep.json").write_text(json.dumps(sweep))
     rows = []
-    for name, _, _, shift in VARIANTS:
+    for variant in variants:
         for seed in SEEDS:
-            cell = (name, seed)
+            cell = (variant.name, seed)
             if cell in missing:
                 continue
             trial_id = len(rows)
-            row = {"trial_id": trial_id, "variant": name, "seed": seed, "state": "COMPLETE",
-                   "params_m": PARAMS[name], "gmacs": 2.0 * PARAMS[name],
-                   "latency_ratio": (baseline_latency[seed] if name == "rgb_only"
-                                     else 1.8 + rng.normal(0, 0.02)),
+            if variant is variants[0]:
+                latency = baseline_latency[seed]
+            else:
+                latency = (float("nan") if variant.latency is None
+                           else variant.latency + rng.normal(0, noise / 2))
+            row = {"trial_id": trial_id, "variant": variant.name, "seed": seed,
+                   "state": "COMPLETE", "params_m": variant.params,
+                   "gmacs": variant.gmacs or 2.0 * variant.params, "latency_ratio": latency,
                    "wall_s": 100.0, "error": ""}
             if cell in incomplete:
                 row["state"], row["error"] = incomplete[cell]
             else:
-                instances = _instances(rng, difficulty, shift, camouflaged, with_attribute)
+                instances = _instances(rng, difficulty, variant.shift, camouflaged,
+                                       with_attribute, noise)
                 folder = root / "trials" / str(trial_id)
                 folder.mkdir(parents=True)
                 instances.to_csv(folder / "instances.csv", index=False)
@@ -142,3 +201,26 @@ def wide_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
         variant["label"] += " (depth: V2-S, stage 3)"
     (root / "sweep.json").write_text(json.dumps(sweep))
     return make_report(root, n_boot=100)
+
+
+@pytest.fixture
+def encoder_variants() -> Tuple[FakeVariant, ...]:
+    """``ENCODER_VARIANTS``, to pass to ``sweep_writer(..., variants=...)``."""
+    return ENCODER_VARIANTS
+
+
+@pytest.fixture(scope="session")
+def exact_encoder_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """The report of ``ENCODER_VARIANTS`` without noise: every Δ is exactly its true shift
+    (same +4.0, efficientvit-quarter +3.0 box mIoU ...) and every cost exactly as listed."""
+    root = write_sweep(tmp_path_factory.mktemp("exact") / "demo_sweep",
+                       variants=ENCODER_VARIANTS, noise=0.0)
+    return make_report(root, n_boot=50)
+
+
+@pytest.fixture(scope="session")
+def encoder_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """The report of a complete depth-encoder ablation (``ENCODER_VARIANTS``), with noise."""
+    root = write_sweep(tmp_path_factory.mktemp("encoder") / "demo_sweep",
+                       variants=ENCODER_VARIANTS)
+    return make_report(root, n_boot=200)

@@ -83,3 +83,28 @@ def test_cells_list_planned_cells_without_a_row_as_missing(tmp_path, sweep_write
     cells = load_results(root).cells.set_index(["variant", "seed"])
     assert cells.loc[("fusion_add", 1), "state"] == "MISSING"
     assert len(cells) == 12
+
+
+def test_a_sweep_json_from_before_the_depth_encoder_keys_reads_as_same(tmp_path, sweep_writer):
+    sweep = load_results(sweep_writer(tmp_path / "s")).sweep
+    assert [(v.depth_encoder, v.depth_size) for v in sweep.ordered_variants()] == [
+        (None, None), ("same", None), ("same", None), ("same", None)]
+
+
+def test_depth_encoder_and_depth_size_are_read(tmp_path, sweep_writer, encoder_variants):
+    sweep = load_results(sweep_writer(tmp_path / "s", variants=encoder_variants)).sweep
+    assert sweep.variant("mobilenet").depth_encoder == "timm:mobilenetv3_small_050"
+    assert (sweep.variant("same_256").depth_encoder, sweep.variant("same_256").depth_size) == (
+        "same", 256)
+    assert sweep.variant("rgb_only").depth_encoder is None
+
+
+@pytest.mark.parametrize("value", [0, "256", 1.5, True])
+def test_a_bad_depth_size_is_named(tmp_path, sweep_writer, encoder_variants, value):
+    root = sweep_writer(tmp_path / "s", variants=encoder_variants)
+    sweep = json.loads((root / "sweep.json").read_text())
+    sweep["variants"][6]["depth_size"] = value
+    (root / "sweep.json").write_text(json.dumps(sweep))
+    with pytest.raises(FusionlabError) as err:
+        load_results(root)
+    assert f"variants[6]: depth_size={value!r}; expected a positive integer" in _one_line(err)

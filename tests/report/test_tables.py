@@ -1,13 +1,16 @@
 """The LaTeX, Markdown and CSV tables of a known fake sweep (see conftest.py for its truth)."""
+import io
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
-from fusionlab.report import make_report
+from fusionlab.report import make_report, tables
 from fusionlab.report.results import load_results
+from fusionlab.report.stats import summarize
 from fusionlab.report.tables import data_name, latex_escape
 
 LABELS = ["RGB only", r"add\_s3", r"gated\_s3", "zero depth"]
@@ -94,7 +97,8 @@ def test_latex_header_names_the_packages_it_needs(full_report):
 @pytest.mark.skipif(shutil.which("pdflatex") is None,
                     reason="pdflatex not installed (apt-get install texlive-latex-base "
                            "texlive-latex-recommended)")
-@pytest.mark.parametrize("report", ["full_report", "partial_report", "wide_report"])
+@pytest.mark.parametrize("report", ["full_report", "partial_report", "wide_report",
+                                    "encoder_report"])
 @pytest.mark.parametrize("columns", ["onecolumn", "twocolumn"])
 def test_latex_compiles_within_the_text_width(report, columns, request, tmp_path):
     """In a plain one- or two-column article, with only the packages its header names."""
@@ -153,7 +157,8 @@ def test_data_name_keeps_what_is_not_an_absolute_path():
 def test_csv_is_tidy_and_numeric(full_report):
     table = pd.read_csv(full_report.paths["report.csv"])
     assert list(table.columns) == ["variant", "label", "group", "metric", "mean", "std", "n",
-                                   "delta", "ci_low", "ci_high", "significant"]
+                                   "delta", "ci_low", "ci_high", "significant", "same_reference",
+                                   "gain_kept_pct"]
     for column in ("mean", "std", "delta", "ci_low", "ci_high"):
         assert pd.api.types.is_float_dtype(table[column])
     assert pd.api.types.is_integer_dtype(table["n"])
@@ -214,3 +219,87 @@ def test_rows_of_an_unfinished_variant_use_its_completed_seeds(partial_report):
     table = pd.read_csv(partial_report.paths["report.csv"]).set_index(["variant", "metric"])
     assert table.loc[("fusion_add", "box_miou"), "n"] == 2
     assert table.loc[("fusion_add", "box_miou"), "mean"] == pytest.approx(box.mean())
+
+
+QUARTER_NOTE = ("efficientvit-quarter: keeps 75 % of the `same` encoder's gain (+3.0 vs +4.0 box "
+                "mIoU) at 1.20× RGB-only latency (`same`: 1.95×), 24.50 vs 39.00 GMACs")
+
+
+def test_markdown_lists_the_share_of_the_same_gain_each_light_encoder_keeps(exact_encoder_report):
+    notes = exact_encoder_report.markdown.split("Light depth encoders, each against the `same` "
+                                                "encoder")[1].split("\n\n## ")[0]
+    assert f"- {QUARTER_NOTE}\n" in notes
+    assert "- timm:mobilenetv3_small_050: keeps 50 % of the `same` encoder's gain" in notes
+    assert "- same @256: keeps 62 % " in notes or "- same @256: keeps 63 % " in notes
+    # One note per light variant: not the `same` reference, the baseline or the control.
+    assert [line.split(":")[0] for line in notes.splitlines() if line.startswith("- ")] == [
+        "- shared", "- efficientvit-quarter", "- timm", "- timm", "- same @256"]
+
+
+def test_latex_gives_the_same_notes_below_the_table(exact_encoder_report):
+    latex = exact_encoder_report.paths["table.tex"].read_text()
+    notes = latex.split("\\end{tabular}}")[1].split("\\end{table*}")[0]
+    assert (r"efficientvit-quarter: keeps 75\,\% of the \texttt{same} encoder's gain (+3.0 vs "
+            r"+4.0 box mIoU) at 1.20$\times$ RGB-only latency (\texttt{same}: 1.95$\times$), "
+            r"24.50 vs 39.00 GMACs\par") in notes
+    assert r"timm:mobilenetv3\_small\_050: keeps 50\,\%" in notes
+
+
+def test_csv_gives_the_share_and_its_reference_on_the_box_row_of_light_variants(
+        exact_encoder_report):
+    table = pd.read_csv(exact_encoder_report.paths["report.csv"]).set_index(["variant", "metric"])
+    box = table.xs("box_miou", level="metric")
+    assert box.loc["quarter", "gain_kept_pct"] == pytest.approx(75.0)
+    assert box.loc["quarter", "same_reference"] == "same"
+    assert box.loc[["rgb_only", "same", "shuffled"], ["gain_kept_pct", "same_reference"]
+                   ].isna().all().all()
+    assert table.drop(index="box_miou", level="metric")[["gain_kept_pct", "same_reference"]
+                                                         ].isna().all().all()
+
+
+def _markdown_and_csv(root):
+    """``report.md`` and ``report.csv`` of the sweep in ``root``, without the figures."""
+    results = load_results(root)
+    summary = summarize(results, n_boot=20)
+    return (tables.to_markdown(summary, results, 20),
+            pd.read_csv(io.StringIO(tables.to_csv(summary, results))))
+
+
+def test_a_same_gain_not_above_zero_gives_no_percentage(tmp_path, sweep_writer, encoder_variants):
+    variants = [replace(v, shift=0.0) if v.name == "same" else v for v in encoder_variants]
+    markdown, table = _markdown_and_csv(sweep_writer(tmp_path / "s", variants=variants, noise=0.0))
+    assert "keeps" not in markdown
+    assert ("- efficientvit-quarter: +3.0 box mIoU, but the `same` encoder's gain (+0.0 [+0.0, "
+            "+0.0]) is not above 0 with 95 % confidence, so a share of it is not meaningful; at "
+            "1.20× RGB-only latency") in markdown
+    box = table.query("metric == 'box_miou'").set_index("variant")
+    assert box["gain_kept_pct"].isna().all() and box.loc["quarter", "same_reference"] == "same"
+
+
+def test_a_light_variant_without_a_delta_says_so(tmp_path, sweep_writer, encoder_variants):
+    root = sweep_writer(tmp_path / "s", variants=encoder_variants, noise=0.0,
+                        incomplete={("quarter", s): ("FAIL", "NaN loss") for s in range(3)})
+    markdown, _ = _markdown_and_csv(root)
+    assert ("- efficientvit-quarter: no Δ box mIoU yet for efficientvit-quarter, so no share "
+            "of the `same` encoder's gain\n") in markdown
+
+
+def test_without_a_same_reference_there_are_no_notes(tmp_path, sweep_writer, encoder_variants):
+    variants = [v for v in encoder_variants if v.name != "same"]
+    markdown, table = _markdown_and_csv(sweep_writer(tmp_path / "s", variants=variants))
+    assert "Light depth encoders" not in markdown
+    assert table["gain_kept_pct"].isna().all()
+
+
+def test_a_sweep_from_before_the_depth_encoder_keys_has_no_notes(full_report):
+    assert "Light depth encoders" not in full_report.markdown
+    assert r"\texttt" not in full_report.paths["table.tex"].read_text()
+
+
+def test_the_encoder_group_sits_between_fusion_and_control(encoder_report):
+    body = _body(encoder_report.paths["table.tex"].read_text())
+    assert [line.split(" & ")[0] for line in body] == [
+        "RGB only", r"\midrule", "same", r"\midrule", "shared", "efficientvit-quarter",
+        r"timm:mobilenetv3\_small\_050", r"timm:resnet18", "same @256", r"\midrule",
+        "shuffled depth"]
+    assert "| encoder | shared |" in encoder_report.markdown
