@@ -18,7 +18,8 @@ EXIT_SOME_FAILED = 3  # fusionlab sweep: some cells (or every search trial) did 
 
 EPILOG = """\
 typical session:
-  fusionlab list                                   what models, fusion blocks, depth sources, datasets exist
+  fusionlab list                                   what models, fusion blocks, depth encoders, depth sources,
+                                                   datasets exist
   fusionlab sweep ablations/fusion.yaml            train + evaluate every variant x seed (resumable)
   fusionlab report results/fusion                  LaTeX / Markdown / CSV tables and plots
   fusionlab train CONFIG.yaml --out results/runs/x one run; fusionlab eval CONFIG.yaml --checkpoint ...
@@ -83,7 +84,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from fusionlab.data import list_datasets
     from fusionlab.depth import list_depth_sources
     from fusionlab.fusion import list_fusions
-    from fusionlab.models import list_models
+    from fusionlab.models import list_depth_encoders, list_models
     from fusionlab.reference import configuration_reference, entry_reference
     from fusionlab.registry import import_plugins
 
@@ -94,8 +95,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.options:
         print(entry_reference(*args.options))
         return 0
-    tables = {"models": list_models, "fusions": list_fusions, "depth sources": list_depth_sources,
-              "datasets": list_datasets}
+    from fusionlab.models.depth_encoders import DEPTH_ENCODERS
+
+    def depth_encoders() -> List[str]:  # a kind named with a suffix shows how: timm:<model_name>
+        return [f"{n}:<{DEPTH_ENCODERS.get(n).suffix_option}>" if hasattr(DEPTH_ENCODERS.get(n), "suffix_option")
+                else n for n in list_depth_encoders()]
+
+    tables = {"models": list_models, "fusions": list_fusions, "depth_encoders": depth_encoders,
+              "depth sources": list_depth_sources, "datasets": list_datasets}
     for title, lister in tables.items():
         if args.what in (None, title.split()[0]):
             print(f"{title}: {', '.join(lister())}")
@@ -420,12 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("list", help="list registered models, fusion blocks, depth sources and datasets")
-    p.add_argument("what", nargs="?", choices=["models", "fusions", "depth", "datasets"],
+    p = sub.add_parser("list", help="list registered models, fusion blocks, depth encoders, depth sources and "
+                                    "datasets")
+    p.add_argument("what", nargs="?", choices=["models", "fusions", "depth_encoders", "depth", "datasets"],
                    help="only this registry (default: all)")
     p.add_argument("--options", nargs=2, metavar=("KIND", "NAME"),
                    help="the options of one entry with their defaults and an example, e.g. --options datasets coco "
-                        "(KIND: models, fusions, depth, datasets)")
+                        "(KIND: models, fusions, depth_encoders, depth, datasets)")
     p.add_argument("--reference", action="store_true",
                    help="print the whole configuration reference (Markdown; it is docs/configuration.md)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",

@@ -385,8 +385,11 @@ def validate_names(config: RunConfig, source: str) -> None:
     except FusionlabError as exc:
         raise FusionlabError(f"{source}: model: {exc}") from None
     if config.model.fusion is not None:
+        from fusionlab.models.depth_encoders import check_depth_encoder
+
         FUSIONS.check_options(config.model.fusion, architecture.fusion_kwargs, f"{source}: model.fusion_kwargs",
                               f"{source}: model.fusion")
+        check_depth_encoder(architecture, f"{source}: model")
     for split in ("train", "val"):
         options = getattr(config.data, split)
         if options is None:
@@ -406,10 +409,19 @@ def load_run_config(path: Union[str, Path], overrides: Optional[List[str]] = Non
         apply_override(data, item)
     config = from_dict(RunConfig, data, str(path))
     import_plugins(config.plugins, f"{path}: plugins")
+    resolve_model_paths(config.model, Path(path).parent)
     validate_names(config, str(path))
-    if config.model.checkpoint and not Path(config.model.checkpoint).is_absolute():
-        config.model.checkpoint = str((Path(path).parent / config.model.checkpoint).resolve())
     return config
+
+
+def resolve_model_paths(model: Any, folder: Path) -> None:
+    """Make the files a ``model:`` section names (``checkpoint``, a depth encoder's ``pretrained``
+    weights file) absolute, reading relative paths from ``folder`` (the config file's)."""
+    if model.checkpoint and not Path(model.checkpoint).is_absolute():
+        model.checkpoint = str((folder / model.checkpoint).resolve())
+    pretrained = (model.depth_encoder_kwargs or {}).get("pretrained")
+    if isinstance(pretrained, str) and not Path(pretrained).is_absolute():
+        model.depth_encoder_kwargs = {**model.depth_encoder_kwargs, "pretrained": str((folder / pretrained).resolve())}
 
 
 def apply_override(data: Dict[str, Any], item: str) -> None:

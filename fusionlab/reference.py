@@ -19,6 +19,9 @@ KINDS: Dict[str, Tuple[str, str, str, str]] = {
     "models": ("fusionlab.models.presets:MODELS", "model.preset", "model: {{preset: {name}, fusion: add}}", ""),
     "fusions": ("fusionlab.fusion:FUSIONS", "model.fusion (options: model.fusion_kwargs)",
                 "model: {{fusion: {name}{options}}}", ", fusion_kwargs: "),
+    "depth_encoders": ("fusionlab.models.depth_encoders:DEPTH_ENCODERS",
+                       "model.depth_encoder (options: model.depth_encoder_kwargs)",
+                       "model: {{fusion: add, depth_encoder: {name}{options}}}", ", depth_encoder_kwargs: "),
     "depth": ("fusionlab.depth:DEPTH_SOURCES", "depth.source (options: depth.options)",
               "depth: {{source: {name}{options}}}", ", options: "),
     "datasets": ("fusionlab.data:DATASETS", "data.dataset (options: data.train, data.val)",
@@ -27,7 +30,7 @@ KINDS: Dict[str, Tuple[str, str, str, str]] = {
 
 
 def registry(kind: str) -> Any:
-    """The registry of ``kind`` (``models``, ``fusions``, ``depth``, ``datasets``)."""
+    """The registry of ``kind`` (``models``, ``fusions``, ``depth_encoders``, ``depth``, ``datasets``)."""
     import importlib
 
     if kind not in KINDS:
@@ -44,7 +47,11 @@ def entry_reference(kind: str, name: str) -> str:
     rows = [[f"`{key}`", _default(p)] for key, p in options.items()]
     example_options = {k: _example_value(p) for k, p in options.items() if p.default is p.empty}
     template, options_key = KINDS[kind][2:]
-    example = template.format(name=name, options=options_key + _flow(example_options) if example_options else "")
+    suffix = getattr(factory, "suffix_option", None)  # e.g. timm:<model_name>
+    if suffix:
+        example_options.pop(suffix, None)
+    example = template.format(name=f"{name}:<{suffix}>" if suffix else name,
+                              options=options_key + _flow(example_options) if example_options else "")
     parts = [f"### `{name}`", _doc(factory)]
     if kind == "models":
         parts.append(_model_summary(factory))
@@ -75,8 +82,8 @@ def configuration_reference() -> str:
     for key, cls in (("variants[i]", VariantSpec), ("search", SearchSection), ("latency", LatencySection),
                      ("heartbeat", HeartbeatSection)):
         parts += [f"### `{key}:`", _doc(cls), _fields_table(cls)]
-    for kind, title in (("models", "Model presets"), ("fusions", "Fusion blocks"), ("depth", "Depth sources"),
-                        ("datasets", "Datasets")):
+    for kind, title in (("models", "Model presets"), ("fusions", "Fusion blocks"),
+                        ("depth_encoders", "Depth encoders"), ("depth", "Depth sources"), ("datasets", "Datasets")):
         parts += [f"## {title} (`{KINDS[kind][1]}`)"]
         parts += [entry_reference(kind, name) for name in registry(kind).builtin_names()]
     return "\n\n".join(p for p in parts if p) + "\n"

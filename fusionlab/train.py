@@ -83,15 +83,17 @@ def build_run_model(config: RunConfig) -> EfficientViTSam:
 def part_modules(model: EfficientViTSam, part: str) -> List[nn.Module]:
     """The modules of one trainable part (see :data:`PARTS`); empty when the model lacks it.
 
-    ``neck`` covers both encoders' necks and the LayerNorm2d after each.
+    ``neck`` covers the RGB encoder's neck and LayerNorm2d, and the depth encoder's where it has
+    them (``same`` at the neck); ``depth_encoder`` is the rest of the depth encoder (a light
+    encoder's projections included; nothing for ``shared``, which is the RGB encoder).
     """
-    encoders = [e for e in (model.image_encoder, model.depth_encoder) if e is not None]
+    depth_parts = model.depth_encoder.parts() if model.depth_encoder is not None else {}
     if part == "rgb_encoder":
         return [model.image_encoder.backbone]
     if part == "depth_encoder":
-        return [model.depth_encoder.backbone] if model.depth_encoder is not None else []
+        return depth_parts.get("depth_encoder", [])
     if part == "neck":
-        return [getattr(e, name) for e in encoders for name in ("neck", "norm") if hasattr(e, name)]
+        return [model.image_encoder.neck, model.image_encoder.norm] + depth_parts.get("neck", [])
     if part == "fusion":
         return [model.fusions]
     if part == "prompt_encoder":

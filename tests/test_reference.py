@@ -29,4 +29,4 @@ def test_list_options_prints_one_entry_and_refuses_an_unknown_kind(capsys):
     out = capsys.readouterr().out
     assert out.startswith("### `file`") and "| `folder` | (required) |" in out
     assert main(["list", "--options", "blocks", "add"]) == 2
-    assert "--options 'blocks': expected one of models, fusions, depth, datasets" in capsys.readouterr().err
+    assert "--options 'blocks': expected one of models, fusions, depth_encoders, depth, datasets" in capsys.readouterr().err

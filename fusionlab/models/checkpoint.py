@@ -138,13 +138,18 @@ def read_metadata(path: Union[str, Path]) -> Dict[str, str]:
 
 
 def read_config(path: Union[str, Path]) -> Optional[SamConfig]:
-    """The :class:`SamConfig` a fusionlab checkpoint was saved with, or None for other files."""
+    """The :class:`SamConfig` a fusionlab checkpoint was saved with, or None for other files.
+
+    A depth encoder's ``pretrained`` weights are not read again (the checkpoint holds its weights).
+    """
     raw = read_metadata(path).get(CONFIG_METADATA_KEY)
     if raw is None:
         return None
     try:
         fields = json.loads(raw)
         fields["image_size"] = tuple(fields["image_size"])
+        if "pretrained" in (fields.get("depth_encoder_kwargs") or {}):
+            fields["depth_encoder_kwargs"]["pretrained"] = False
         return SamConfig(**fields)
     except (ValueError, TypeError, KeyError) as exc:
         raise FusionlabError(f"checkpoint {path}: metadata {CONFIG_METADATA_KEY!r} is not a model config "

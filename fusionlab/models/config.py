@@ -9,7 +9,6 @@ from fusionlab.errors import FusionlabError
 
 FUSION_POINT_NECK = "neck"
 FUSION_POINT_NECK_INPUTS = "neck_inputs"
-DEPTH_ENCODERS = ("same",)
 DEPTH_INPUTS = ("replicate", "stem1")
 
 
@@ -17,7 +16,11 @@ DEPTH_INPUTS = ("replicate", "stem1")
 class SamConfig:
     """Everything that fixes an EfficientViT-SAM's architecture and its depth branch.
 
-    The first group is the official RGB model (see the presets); the second adds depth.
+    The first group is the official RGB model (see the presets); the second adds depth:
+    the fusion block and where it sits, the depth encoder (``fusionlab list depth_encoders``;
+    ``timm:<name>`` for a timm backbone) with its options, how depth enters it (three
+    replicated channels or a one-channel stem) and its own input side (``depth_size``; None:
+    the RGB encoder's input).
     ``image_size = (prompt_frame, encoder_input)``: prompts live in a frame whose long side
     is ``prompt_frame`` (1024 for all released models) while the encoder sees
     ``encoder_input`` pixels (512 for L, 1024 for XL).
@@ -49,7 +52,9 @@ class SamConfig:
     fusion_point: str = FUSION_POINT_NECK
     fusion_kwargs: Dict[str, object] = field(default_factory=dict)
     depth_encoder: str = "same"
+    depth_encoder_kwargs: Dict[str, object] = field(default_factory=dict)
     depth_input: str = "replicate"
+    depth_size: Optional[int] = None
 
     @property
     def has_depth(self) -> bool:
@@ -68,9 +73,14 @@ class SamConfig:
         if self.fusion_point not in allowed:
             raise FusionlabError(f"fusion_point {self.fusion_point!r} is not a point of this model; "
                                  f"expected one of {allowed}")
-        if self.depth_encoder not in DEPTH_ENCODERS:
-            raise FusionlabError(f"depth_encoder {self.depth_encoder!r} is not supported; expected one of "
-                                 f"{list(DEPTH_ENCODERS)}")
+        if not isinstance(self.depth_encoder, str) or not self.depth_encoder:
+            raise FusionlabError(f"depth_encoder {self.depth_encoder!r}: expected a depth encoder's name, e.g. "
+                                 "'same' (fusionlab list depth_encoders)")
+        largest_stride = 2 ** len(self.width_list)
+        if self.depth_size is not None and (isinstance(self.depth_size, bool) or not isinstance(self.depth_size, int)
+                                            or self.depth_size <= 0 or self.depth_size % largest_stride):
+            raise FusionlabError(f"depth_size {self.depth_size!r}: expected a positive multiple of {largest_stride} "
+                                 "(the encoder's largest stride), or null for the RGB encoder's input size")
         if self.depth_input not in DEPTH_INPUTS:
             raise FusionlabError(f"depth_input {self.depth_input!r} is not supported; expected one of "
                                  f"{list(DEPTH_INPUTS)}")

@@ -2,47 +2,29 @@
 
 RGB path = the official EfficientViT-SAM (``image_encoder`` = backbone + neck + LayerNorm2d,
 then SAM's ``prompt_encoder`` and ``mask_decoder`` from Meta's ``segment_anything``), with
-the official state-dict keys. With a fusion block, a ``depth_encoder`` of the same
-architecture encodes the depth map and ``fusions[<point>]`` merges it into the RGB path.
+the official state-dict keys. With a fusion block, a ``depth_encoder`` (by default of the same
+architecture; see :mod:`fusionlab.models.depth_encoders`) encodes the depth map and
+``fusions[<point>]`` merges it into the RGB path.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+import logging
+from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
 from fusionlab.data.transforms import PIXEL_MEAN, PIXEL_STD
 from fusionlab.errors import FusionlabError
 from fusionlab.fusion import build_fusion
-from fusionlab.models.backbone import EfficientViTBackbone
 from fusionlab.models.config import FUSION_POINT_NECK, SamConfig
-from fusionlab.models.layers import NORM_EPS, LayerNorm2d
-from fusionlab.models.neck import SamNeck
+from fusionlab.models.depth_encoders import DepthEncoder, build_depth_encoder
+from fusionlab.models.image_encoder import ImageEncoder
+from fusionlab.models.layers import NORM_EPS
 
-
-class ImageEncoder(nn.Module):
-    """Backbone → neck → LayerNorm2d: ``(B, C_in, S, S) → (B, embed_dim, grid, grid)``."""
-
-    def __init__(self, config: SamConfig, in_channels: int = 3, num_stages: Optional[int] = None,
-                 with_neck: bool = True):
-        super().__init__()
-        self.backbone = EfficientViTBackbone(config.width_list, config.depth_list, config.block_list,
-                                             config.expand_list, config.fewer_norm_list, in_channels=in_channels,
-                                             qkv_dim=config.qkv_dim, num_stages=num_stages)
-        if with_neck:
-            stage_channels = [config.width_list[int(s.replace("stage", ""))] for s in config.neck_stages]
-            self.neck = SamNeck(config.neck_stages, stage_channels, config.neck_width, config.neck_depth,
-                                config.neck_expand, config.neck_op, out_dim=config.embed_dim, grid=config.grid)
-            self.norm = LayerNorm2d(config.embed_dim, eps=NORM_EPS)
-
-    def embed(self, feats: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Neck and norm over backbone features: ``{stageN: ...} → (B, embed_dim, grid, grid)``."""
-        return self.norm(self.neck(feats))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(self.backbone(x))
+log = logging.getLogger("fusionlab.models")
 
 
 class EfficientViTSam(nn.Module):
@@ -65,16 +47,13 @@ class EfficientViTSam(nn.Module):
         self.config = config.validate()
         self.image_size: Tuple[int, int] = tuple(config.image_size)
         self.image_encoder = ImageEncoder(config)
-        self.depth_encoder: Optional[ImageEncoder] = None
+        self.depth_encoder: Optional[DepthEncoder] = None
         self.fusions = nn.ModuleDict()
         if config.has_depth:
-            points = config.fusion_points()
-            late = points == [FUSION_POINT_NECK]
-            last_stage = max(int(p.replace("stage", "")) for p in points) if not late else None
-            self.depth_encoder = ImageEncoder(config, in_channels=1 if config.depth_input == "stem1" else 3,
-                                              num_stages=None if late else last_stage + 1, with_neck=late)
-            for point in points:
-                channels = config.embed_dim if late else config.width_list[int(point.replace("stage", ""))]
+            self.depth_encoder = build_depth_encoder(config)
+            for point in config.fusion_points():
+                channels = config.embed_dim if point == FUSION_POINT_NECK else \
+                    config.width_list[int(point.replace("stage", ""))]
                 self.fusions[point] = build_fusion(config.fusion, channels, **config.fusion_kwargs)
         self.prompt_encoder = PromptEncoder(
             embed_dim=config.embed_dim, image_embedding_size=(config.grid, config.grid),
@@ -85,9 +64,13 @@ class EfficientViTSam(nn.Module):
                                           mlp_dim=config.decoder_mlp_dim, num_heads=config.decoder_heads),
             transformer_dim=config.embed_dim, iou_head_depth=config.iou_head_depth,
             iou_head_hidden_dim=config.iou_head_hidden_dim)
-        for module in self.modules():  # as the official model zoo does before loading weights
-            if isinstance(module, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)) or \
-                    type(module).__name__ == "LayerNorm2d":
+        # as the official model zoo does before loading weights; a foreign backbone (timm) keeps its own
+        foreign = {id(m) for m in self.depth_encoder.modules()} if getattr(self.depth_encoder, "keeps_norm_eps",
+                                                                            False) else set()
+        for module in self.modules():
+            if id(module) not in foreign and (isinstance(module, (nn.GroupNorm, nn.LayerNorm,
+                                                                  nn.modules.batchnorm._BatchNorm))
+                                              or type(module).__name__ == "LayerNorm2d"):
                 module.eps = NORM_EPS
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(3, 1, 1) / 255.0, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(3, 1, 1) / 255.0, persistent=False)
@@ -102,25 +85,38 @@ class EfficientViTSam(nn.Module):
 
     # ---------------------------------------------------------------- forward parts
     def _depth_as_input(self, depths: torch.Tensor) -> torch.Tensor:
-        if self.config.depth_input == "stem1":
+        """``(B, 1, S, S)`` normalised depth → the depth encoder's input, at ``depth_size`` if set."""
+        if self.config.depth_size is not None and depths.shape[-1] != self.config.depth_size:
+            depths = F.interpolate(depths, size=(self.config.depth_size,) * 2, mode="bilinear",
+                                   align_corners=False, antialias=True)
+        if self.depth_encoder.in_channels == 1:
             return (depths - 0.5) / 0.25
         grey = depths.expand(-1, 3, -1, -1)
         return (grey - self.pixel_mean) / self.pixel_std
 
     def encode(self, images: torch.Tensor, depths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Image (and depth) → the SAM image embedding ``(B, embed_dim, grid, grid)``."""
-        rgb_feats = self.image_encoder.backbone(images)
         if not self.has_depth:
-            return self.image_encoder.embed(rgb_feats)
+            return self.image_encoder(images)
         if depths is None:
             raise FusionlabError("this RGB-D model needs a depth map for every image; got none "
                                  "(use a depth source, or the 'constant' control to drop depth)")
-        depth_feats = self.depth_encoder.backbone(self._depth_as_input(depths))
+        depth_input = self._depth_as_input(depths)
+        if getattr(self.depth_encoder, "batches_with_rgb", False) and not self.training \
+                and depth_input.shape == images.shape:
+            feats = self.image_encoder.backbone(torch.cat([images, depth_input]))
+            rgb_feats = {k: v[:len(images)] for k, v in feats.items()}
+            depth_feats = self.depth_encoder.from_backbone({k: v[len(images):] for k, v in feats.items()},
+                                                           self.image_encoder)
+        else:
+            rgb_feats = self.image_encoder.backbone(images)
+            depth_feats = self.depth_encoder(depth_input, self.image_encoder)
         if FUSION_POINT_NECK in self.fusions:
-            return self.fusions[FUSION_POINT_NECK](self.image_encoder.embed(rgb_feats),
-                                                   self.depth_encoder.embed(depth_feats))
+            rgb_embedding = self.image_encoder.embed(rgb_feats)
+            return self.fusions[FUSION_POINT_NECK](rgb_embedding, _resample(depth_feats[FUSION_POINT_NECK],
+                                                                            rgb_embedding))
         for point, block in self.fusions.items():
-            rgb_feats[point] = block(rgb_feats[point], depth_feats[point])
+            rgb_feats[point] = block(rgb_feats[point], _resample(depth_feats[point], rgb_feats[point]))
         return self.image_encoder.embed(rgb_feats)
 
     def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
@@ -164,14 +160,20 @@ class EfficientViTSam(nn.Module):
         """Keys of the RGB model (what an official checkpoint holds)."""
         return {k for k in self.state_dict() if not k.startswith(("depth_encoder.", "fusions."))}
 
-    def init_depth_from_rgb(self) -> None:
-        """Copy the RGB encoder's weights into the depth encoder (where shapes agree)."""
+    def init_depth_from_rgb(self) -> bool:
+        """Start the depth encoder from the RGB encoder's weights where its kind can (``same``: a copy;
+        a one-channel stem as the RGB stem summed over colours). False when it keeps its own start."""
         if not self.has_depth:
             raise FusionlabError("this model has no depth encoder to initialise (fusion=None)")
-        rgb = self.image_encoder.state_dict()
-        own = self.depth_encoder.state_dict()
-        if self.config.depth_input == "stem1":  # a one-channel stem starts as the RGB stem summed over colours
-            key = "backbone.stages.0.op_list.0.conv.weight"
-            rgb = dict(rgb)
-            rgb[key] = rgb[key].sum(dim=1, keepdim=True)
-        self.depth_encoder.load_state_dict({k: v for k, v in rgb.items() if k in own}, strict=True)
+        copied = self.depth_encoder.init_from_rgb(self.image_encoder)
+        if not copied:
+            log.info("depth encoder %r keeps its own initialisation (init_depth_from_rgb copies the RGB weights "
+                     "into 'same' only)", self.config.depth_encoder)
+        return copied
+
+
+def _resample(depth_feats: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``depth_feats`` bilinearly resized to ``like``'s height and width (unchanged when they agree)."""
+    if depth_feats.shape[-2:] == like.shape[-2:]:
+        return depth_feats
+    return F.interpolate(depth_feats, size=like.shape[-2:], mode="bilinear", align_corners=False)

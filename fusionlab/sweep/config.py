@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from fusionlab.config import RunConfig, apply_override, from_dict, read_yaml, validate_names
+from fusionlab.config import RunConfig, apply_override, from_dict, read_yaml, resolve_model_paths, validate_names
 from fusionlab.errors import FusionlabError
 from fusionlab.registry import import_plugins
 from fusionlab.results import GROUPS
@@ -47,7 +47,8 @@ _RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_ev
 # Architecture fields only the depth branch reads; with ``model.init_depth_from_rgb`` and
 # ``eval.drop_depth``, an RGB-only model never reads them: left out of its cell key, so that
 # changing them keeps its results.
-DEPTH_BRANCH_FIELDS = ("fusion_point", "fusion_kwargs", "depth_encoder", "depth_input")
+DEPTH_BRANCH_FIELDS = ("fusion_point", "fusion_kwargs", "depth_encoder", "depth_encoder_kwargs", "depth_input",
+                       "depth_size")
 _DEPTH_ONLY_PARTS = ("depth_encoder", "fusion")
 
 
@@ -145,8 +146,11 @@ class Variant:
     def summary(self) -> Dict[str, Any]:
         """The ``sweep.json`` entry of this variant."""
         fused = self.config.model.fusion is not None
+        architecture = self.config.model.sam_config()
         return {"name": self.name, "group": self.group, "fusion": self.config.model.fusion,
-                "fusion_point": self.config.model.sam_config().fusion_point if fused else None,
+                "fusion_point": architecture.fusion_point if fused else None,
+                "depth_encoder": architecture.depth_encoder if fused else None,
+                "depth_size": architecture.depth_size if fused else None,
                 "depth_source": self.config.depth.source if fused else None, "label": self.label}
 
 
@@ -299,18 +303,16 @@ def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str,
              path: Path) -> Variant:
     """Build and validate the RunConfig of ``base`` deep-merged with ``patch``."""
     config = from_dict(RunConfig, _merge(base, patch), where)
+    resolve_model_paths(config.model, path.parent)
     validate_names(config, where)
     try:
         config.data.train_options()  # every cell trains: a missing data.train must fail now, not in each cell
     except FusionlabError as exc:
         raise FusionlabError(f"{where}: {exc}") from None
-    if group == "fusion" and config.model.fusion is None:
-        raise FusionlabError(f"{where}: group 'fusion' needs a fusion block (model.fusion); use group "
+    if group in ("fusion", "encoder") and config.model.fusion is None:
+        raise FusionlabError(f"{where}: group {group!r} needs a fusion block (model.fusion); use group "
                              f"'baseline' for an RGB-only variant")
-    checkpoint = config.model.checkpoint
-    if checkpoint and not Path(checkpoint).is_absolute():
-        config.model.checkpoint = str((path.parent / checkpoint).resolve())
-    if checkpoint and not Path(config.model.checkpoint).is_file():
+    if config.model.checkpoint and not Path(config.model.checkpoint).is_file():
         raise FusionlabError(f"{where}: model.checkpoint: {config.model.checkpoint} does not exist "
                              f"(relative paths are read from the sweep file's folder)")
     return Variant(name=name, group=group, label=label, config=config, key=_config_key(config))
@@ -367,6 +369,9 @@ def _config_key(config: RunConfig) -> str:
         train["freeze"] = [part for part in train["freeze"] if part not in _DEPTH_ONLY_PARTS]
     if config.model.checkpoint:
         data["model"]["checkpoint"] = file_digest(Path(config.model.checkpoint))
+    pretrained = architecture.get("depth_encoder_kwargs", {}).get("pretrained")
+    if isinstance(pretrained, str) and Path(pretrained).is_file():
+        architecture["depth_encoder_kwargs"]["pretrained"] = file_digest(Path(pretrained))
     if config.eval.detections and Path(config.eval.detections).is_file():
         data["eval"]["detections"] = file_digest(Path(config.eval.detections))
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
