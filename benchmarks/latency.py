@@ -26,13 +26,14 @@ from fusionlab.fusion import list_fusions
 from fusionlab.models import build_model
 from fusionlab.models.cost import count_parameters, encoder_gmacs, latency_ratios, latency_seconds
 
-# (row label, depth_encoder, extra SamConfig fields); "shared, 2 passes" turns its batching off;
+# (row label, depth_encoder, extra SamConfig fields); "shared, 1 batch" batches RGB and depth, which
+# "shared" does on a GPU only;
 # depth_size "half" is half the encoder's input side
 ENCODERS: List[Tuple[str, str, dict]] = [
     ("same", "same", {}),
     ("same, depth at half size", "same", {"depth_size": "half"}),
     ("shared", "shared", {}),
-    ("shared, 2 passes", "shared", {}),
+    ("shared, 1 batch", "shared", {}),
     ("efficientvit-half", "efficientvit-half", {}),
     ("efficientvit-quarter", "efficientvit-quarter", {}),
     ("timm:resnet18", "timm:resnet18", {}),
@@ -57,8 +58,8 @@ def encoder_models(preset: str, point: str) -> Dict[str, torch.nn.Module]:
     for label, encoder, fields in ENCODERS:
         fields = {k: half if v == "half" else v for k, v in fields.items()}
         models[label] = build_model(preset, fusion="add", fusion_point=point, depth_encoder=encoder, **fields)
-        if label == "shared, 2 passes":
-            models[label].depth_encoder.batches_with_rgb = False
+        if label == "shared, 1 batch":
+            models[label].depth_encoder.batches_with_rgb = True
     return models
 
 

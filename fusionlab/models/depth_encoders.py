@@ -201,12 +201,14 @@ def same_encoder(config: SamConfig) -> DepthEncoder:
 class SharedEncoder(DepthEncoder):
     """The RGB encoder itself applied to the depth map: no parameters of its own.
 
-    In eval mode the model runs the RGB and depth inputs through the backbone as one batch
-    (:attr:`batches_with_rgb`); in training mode it runs them apart, so that BatchNorm
-    normalises the RGB images by their own batch statistics, as in the RGB-only model.
+    In eval mode on a GPU the model runs the RGB and depth inputs through the backbone as one
+    batch (:attr:`batches_with_rgb`: None = on a GPU only, True = always, False = never); on the
+    CPU, where one batch of two measured slower than two passes (L0, ``benchmarks/latency.py``),
+    and in training mode it runs them apart, so that BatchNorm normalises the RGB images by
+    their own batch statistics, as in the RGB-only model.
     """
 
-    batches_with_rgb = True
+    batches_with_rgb: Optional[bool] = None
 
     def __init__(self, config: SamConfig):
         if config.depth_input == "stem1":
@@ -231,7 +233,7 @@ class SharedEncoder(DepthEncoder):
 @register_depth_encoder("shared")
 def shared_encoder(config: SamConfig) -> DepthEncoder:
     """Siamese: the RGB encoder's own weights encode the depth map (no extra parameters; twice the
-    encoder's GMACs, in one batched pass at inference)."""
+    encoder's GMACs, in one batched pass at inference on a GPU)."""
     return SharedEncoder(config)
 
 

@@ -102,8 +102,10 @@ class EfficientViTSam(nn.Module):
             raise FusionlabError("this RGB-D model needs a depth map for every image; got none "
                                  "(use a depth source, or the 'constant' control to drop depth)")
         depth_input = self._depth_as_input(depths)
-        if getattr(self.depth_encoder, "batches_with_rgb", False) and not self.training \
-                and depth_input.shape == images.shape:
+        batched = getattr(self.depth_encoder, "batches_with_rgb", False)
+        if batched is None:  # the default: on a GPU only
+            batched = images.is_cuda
+        if batched and not self.training and depth_input.shape == images.shape:
             feats = self.image_encoder.backbone(torch.cat([images, depth_input]))
             rgb_feats = {k: v[:len(images)] for k, v in feats.items()}
             depth_feats = self.depth_encoder.from_backbone({k: v[len(images):] for k, v in feats.items()},

@@ -157,6 +157,7 @@ def test_shared_batched_inference_equals_two_passes():
         parameter.data.add_(0.1 * torch.randn_like(parameter))
     images, depths, _ = _batch(model)
     with torch.no_grad():
+        model.depth_encoder.batches_with_rgb = True  # by default only on a GPU
         batched = model.encode(images, depths)
         model.depth_encoder.batches_with_rgb = False
         apart = model.encode(images, depths)
