@@ -55,6 +55,9 @@ def entry_reference(kind: str, name: str) -> str:
     parts = [f"### `{name}`", _doc(factory)]
     if kind == "models":
         parts.append(_model_summary(factory))
+        if not hasattr(factory(), "width_list"):  # a SAM ViT: a reference row, evaluated as released
+            example = (f"variants: [{{name: {name.replace('-', '_')}, group: reference, model: {{preset: {name}, "
+                       "checkpoint: <weights .pth>}}]")
     else:
         parts.append(_table(["option", "default"], rows) if rows else "No options.")
     parts.append(f"Example: `{example}`")
@@ -113,6 +116,8 @@ def _fields_table(cls: type, skip: Tuple[str, ...] = (), preset: Any = None) -> 
 def _model_summary(factory: Any) -> str:
     config = factory()
     keys = ("width_list", "depth_list", "neck_width", "embed_dim", "grid", "image_size")
+    if not hasattr(config, "width_list"):  # a SAM ViT reference preset
+        keys = ("vit_embed_dim", "vit_depth", "vit_heads", "embed_dim", "grid", "image_size")
     return "; ".join(f"`{k}` {_literal(getattr(config, k))}" for k in keys)
 
 

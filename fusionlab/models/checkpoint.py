@@ -20,6 +20,7 @@ from fusionlab.atomic import atomic_write_bytes
 from fusionlab.depth.normalize import NORMALIZATIONS, RAW_KINDS, postprocess
 from fusionlab.errors import FusionlabError
 from fusionlab.models.config import SamConfig
+from fusionlab.models.promptable import PromptableSam
 from fusionlab.models.sam import EfficientViTSam
 
 if TYPE_CHECKING:
@@ -189,20 +190,20 @@ def _shapes(state: Dict[str, torch.Tensor]) -> Dict[str, Tuple[int, ...]]:
 
 def fitting_presets(state: Dict[str, torch.Tensor]) -> list:
     """Presets whose RGB model has exactly the checkpoint's keys and shapes."""
-    from fusionlab.models.presets import MODELS  # presets import this module's neighbours
+    from fusionlab.models.presets import MODELS, model_for  # presets import this module's neighbours
 
     wanted = _shapes(state)
     found = []
     for name in MODELS.names():
         with torch.device("meta"):
-            model = EfficientViTSam(MODELS.get(name)())
+            model = model_for(MODELS.get(name)())
         if _shapes(model.state_dict()) == wanted:
             found.append(name)
     return found
 
 
-def load_checkpoint(model: EfficientViTSam, path: Union[str, Path], init_depth_from_rgb: bool = False
-                    ) -> EfficientViTSam:
+def load_checkpoint(model: PromptableSam, path: Union[str, Path], init_depth_from_rgb: bool = False
+                    ) -> PromptableSam:
     """Load weights into ``model`` and return it.
 
     An official (RGB) checkpoint fills the RGB path of an RGB or RGB-D model; with

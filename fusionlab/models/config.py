@@ -12,8 +12,27 @@ FUSION_POINT_NECK_INPUTS = "neck_inputs"
 DEPTH_INPUTS = ("replicate", "stem1")
 
 
+class ConfigMethods:
+    """What every architecture dataclass does (:class:`SamConfig`, ``SamViTConfig``): copies with
+    some fields changed, and a plain dict."""
+
+    def replace(self, **overrides):
+        """A copy with some fields changed, validated; an unknown field is a one-line error."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise FusionlabError(f"unknown model option(s) {unknown} of {type(self).__name__}; expected: "
+                                 f"{sorted(names)}")
+        if "image_size" in overrides:
+            overrides["image_size"] = tuple(overrides["image_size"])
+        return dataclasses.replace(self, **overrides).validate()
+
+    def to_dict(self) -> Dict[str, object]:
+        return dataclasses.asdict(self)
+
+
 @dataclass
-class SamConfig:
+class SamConfig(ConfigMethods):
     """Everything that fixes an EfficientViT-SAM's architecture and its depth branch.
 
     The first group is the official RGB model (see the presets); the second adds depth:
@@ -88,16 +107,3 @@ class SamConfig:
         if prompt_frame % self.grid:
             raise FusionlabError(f"image_size[0]={prompt_frame} must be a multiple of grid={self.grid}")
         return self
-
-    def replace(self, **overrides) -> "SamConfig":
-        """A copy with some fields changed; an unknown field is a one-line error."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise FusionlabError(f"unknown model option(s) {unknown}; expected fields of SamConfig: {sorted(names)}")
-        if "image_size" in overrides:
-            overrides["image_size"] = tuple(overrides["image_size"])
-        return dataclasses.replace(self, **overrides).validate()
-
-    def to_dict(self) -> Dict[str, object]:
-        return dataclasses.asdict(self)

@@ -1,4 +1,5 @@
-"""Named architectures: the five released EfficientViT-SAM models and two CPU presets.
+"""Named architectures: the five released EfficientViT-SAM models, two CPU presets, and Meta's SAM
+ViT-B/L/H as reference models (with a tiny ViT for tests).
 
 Each preset is a small factory returning a :class:`SamConfig`, registered by name, as
 ``segment_anything.build_sam`` has one builder per size.
@@ -8,14 +9,16 @@ from __future__ import annotations
 from typing import List, Union
 
 from fusionlab.models.config import SamConfig
+from fusionlab.models.promptable import PromptableSam
 from fusionlab.models.sam import EfficientViTSam
+from fusionlab.models.sam_vit import SamViT, SamViTConfig
 from fusionlab.registry import Registry
 
 MODELS = Registry(
     kind="model preset",
     builtin_modules=["fusionlab.models.presets"],
     entry_point_group="fusionlab.models",
-    register_hint=("decorate a function returning a fusionlab.models.SamConfig with "
+    register_hint=("decorate a function returning a fusionlab.models.SamConfig (or SamViTConfig) with "
                    "@fusionlab.models.register_model('name')"),
 )
 
@@ -84,21 +87,57 @@ def efficientvit_sam_demo() -> SamConfig:
                      iou_head_hidden_dim=64)
 
 
-def model_config(preset: Union[str, SamConfig], **overrides) -> SamConfig:
+@register_model("sam-vit-h")
+def sam_vit_h() -> SamViTConfig:
+    """Meta's SAM ViT-H (reference, RGB-only): 641 M parameters, 1024-px input; weights
+    ``sam_vit_h_4b8939.pth``."""
+    return SamViTConfig(vit_embed_dim=1280, vit_depth=32, vit_heads=16, vit_global_attn_indexes=[7, 15, 23, 31])
+
+
+@register_model("sam-vit-l")
+def sam_vit_l() -> SamViTConfig:
+    """Meta's SAM ViT-L (reference, RGB-only): 312 M parameters; weights ``sam_vit_l_0b3195.pth``."""
+    return SamViTConfig(vit_embed_dim=1024, vit_depth=24, vit_heads=16, vit_global_attn_indexes=[5, 11, 17, 23])
+
+
+@register_model("sam-vit-b")
+def sam_vit_b() -> SamViTConfig:
+    """Meta's SAM ViT-B (reference, RGB-only): 94 M parameters; weights ``sam_vit_b_01ec64.pth``."""
+    return SamViTConfig(vit_embed_dim=768, vit_depth=12, vit_heads=12, vit_global_attn_indexes=[2, 5, 8, 11])
+
+
+@register_model("sam-vit-tiny")
+def sam_vit_tiny() -> SamViTConfig:
+    """SAM ViT's classes at a test size: a 2-block, 32-wide ViT at 128 px and the demo's small head."""
+    return SamViTConfig(vit_embed_dim=32, vit_depth=2, vit_heads=2, vit_global_attn_indexes=[1], vit_window_size=4,
+                        embed_dim=64, grid=8, image_size=(128, 128), decoder_mlp_dim=256, decoder_heads=4,
+                        iou_head_hidden_dim=64)
+
+
+ModelConfig = Union[SamConfig, SamViTConfig]
+
+
+def model_config(preset: Union[str, SamConfig, SamViTConfig], **overrides) -> ModelConfig:
     """The config of a preset (or a given config) with ``overrides`` applied."""
-    config = preset if isinstance(preset, SamConfig) else MODELS.get(preset)()
+    config = preset if isinstance(preset, (SamConfig, SamViTConfig)) else MODELS.get(preset)()
     return config.replace(**overrides) if overrides else config.validate()
 
 
 _FROM_PRESET = object()
 
 
-def build_model(preset: Union[str, SamConfig] = "efficientvit-sam-nano", fusion=_FROM_PRESET,
-                **overrides) -> EfficientViTSam:
-    """Build an EfficientViT-SAM.
+def model_for(config: ModelConfig) -> PromptableSam:
+    """The model a config describes: an :class:`EfficientViTSam` or, for a :class:`SamViTConfig`, a :class:`SamViT`."""
+    return SamViT(config) if isinstance(config, SamViTConfig) else EfficientViTSam(config)
+
+
+def build_model(preset: Union[str, SamConfig, SamViTConfig] = "efficientvit-sam-nano", fusion=_FROM_PRESET,
+                **overrides) -> PromptableSam:
+    """Build an EfficientViT-SAM (or a SAM ViT reference model, for the ``sam-vit-*`` presets).
 
     Args:
-        preset: a registered preset name (``fusionlab.list_models()``) or a :class:`SamConfig`.
+        preset: a registered preset name (``fusionlab.list_models()``), a :class:`SamConfig` or a
+            :class:`SamViTConfig`.
         fusion: a fusion block name (``fusionlab.list_fusions()``); None builds the RGB-only
             model, with no depth branch at all. Left out: the preset's own (a config may have one).
         overrides: any :class:`SamConfig` field, e.g. ``fusion_point="stage3"``,
@@ -106,4 +145,4 @@ def build_model(preset: Union[str, SamConfig] = "efficientvit-sam-nano", fusion=
     """
     if fusion is not _FROM_PRESET:
         overrides["fusion"] = fusion
-    return EfficientViTSam(model_config(preset, **overrides))
+    return model_for(model_config(preset, **overrides))

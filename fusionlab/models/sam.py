@@ -13,21 +13,20 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
-from fusionlab.data.transforms import PIXEL_MEAN, PIXEL_STD
 from fusionlab.errors import FusionlabError
 from fusionlab.fusion import build_fusion
 from fusionlab.models.config import FUSION_POINT_NECK, SamConfig
 from fusionlab.models.depth_encoders import DepthEncoder, build_depth_encoder
 from fusionlab.models.image_encoder import ImageEncoder
 from fusionlab.models.layers import NORM_EPS
+from fusionlab.models.promptable import PromptableSam
 
 log = logging.getLogger("fusionlab.models")
 
 
-class EfficientViTSam(nn.Module):
+class EfficientViTSam(PromptableSam):
     """EfficientViT-SAM, optionally with a depth branch and fusion blocks.
 
     Tensors in and out:
@@ -39,8 +38,6 @@ class EfficientViTSam(nn.Module):
         prompts: coordinates in the prompt frame (long side ``image_size[0]``).
         low-res mask logits: ``(N, M, 4·grid, 4·grid)``; IoU predictions ``(N, M)``.
     """
-
-    mask_threshold = 0.0
 
     def __init__(self, config: SamConfig):
         super().__init__()
@@ -55,15 +52,7 @@ class EfficientViTSam(nn.Module):
                 channels = config.embed_dim if point == FUSION_POINT_NECK else \
                     config.width_list[int(point.replace("stage", ""))]
                 self.fusions[point] = build_fusion(config.fusion, channels, **config.fusion_kwargs)
-        self.prompt_encoder = PromptEncoder(
-            embed_dim=config.embed_dim, image_embedding_size=(config.grid, config.grid),
-            input_image_size=(config.image_size[0], config.image_size[0]), mask_in_chans=config.mask_in_chans)
-        self.mask_decoder = MaskDecoder(
-            num_multimask_outputs=config.num_multimask_outputs,
-            transformer=TwoWayTransformer(depth=config.decoder_depth, embedding_dim=config.embed_dim,
-                                          mlp_dim=config.decoder_mlp_dim, num_heads=config.decoder_heads),
-            transformer_dim=config.embed_dim, iou_head_depth=config.iou_head_depth,
-            iou_head_hidden_dim=config.iou_head_hidden_dim)
+        self.add_head(config)
         # as the official model zoo does before loading weights; a foreign backbone (timm) keeps its own
         foreign = {id(m) for m in self.depth_encoder.modules()} if getattr(self.depth_encoder, "keeps_norm_eps",
                                                                             False) else set()
@@ -72,16 +61,11 @@ class EfficientViTSam(nn.Module):
                                                                   nn.modules.batchnorm._BatchNorm))
                                               or type(module).__name__ == "LayerNorm2d"):
                 module.eps = NORM_EPS
-        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(3, 1, 1) / 255.0, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(3, 1, 1) / 255.0, persistent=False)
+        self.add_pixel_stats()
 
     @property
     def has_depth(self) -> bool:
         return self.depth_encoder is not None
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     # ---------------------------------------------------------------- forward parts
     def _depth_as_input(self, depths: torch.Tensor) -> torch.Tensor:
@@ -120,42 +104,6 @@ class EfficientViTSam(nn.Module):
         for point, block in self.fusions.items():
             rgb_feats[point] = block(rgb_feats[point], _resample(depth_feats[point], rgb_feats[point]))
         return self.image_encoder.embed(rgb_feats)
-
-    def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-               boxes: Optional[torch.Tensor] = None, mask_input: Optional[torch.Tensor] = None,
-               multimask_output: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Masks for N prompts on ONE image.
-
-        Args:
-            embedding: ``(1, embed_dim, grid, grid)``.
-            points: ``(coords (N, P, 2), labels (N, P))`` in the prompt frame; label 1 = foreground,
-                0 = background.
-            boxes: ``(N, 4)`` xyxy in the prompt frame.
-            mask_input: ``(N, 1, 4·grid, 4·grid)`` low-res logits from an earlier prediction.
-        Returns:
-            low-res logits ``(N, M, 4·grid, 4·grid)`` and IoU predictions ``(N, M)``; M = 3 with
-            multimask output, else 1.
-        """
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        return self.mask_decoder(image_embeddings=embedding, image_pe=self.prompt_encoder.get_dense_pe(),
-                                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                 multimask_output=multimask_output)
-
-    def forward(self, images: torch.Tensor, depths: Optional[torch.Tensor], prompts: list,
-                multimask_output: bool = False) -> list:
-        """Batched forward for training: encode B images once, decode each image's prompts.
-
-        Args:
-            images: ``(B, 3, S, S)``; depths: ``(B, 1, S, S)`` or None for RGB-only.
-            prompts: B dicts with optional ``points`` ``(coords (N, P, 2), labels (N, P))``,
-                ``boxes`` ``(N, 4)`` and ``mask_input`` (prompt-frame coordinates).
-        Returns:
-            B tuples ``(low_res_logits (N, M, 4·grid, 4·grid), iou_predictions (N, M))``.
-        """
-        embeddings = self.encode(images, depths)
-        return [self.decode(embeddings[i:i + 1], points=p.get("points"), boxes=p.get("boxes"),
-                            mask_input=p.get("mask_input"), multimask_output=multimask_output)
-                for i, p in enumerate(prompts)]
 
     # ---------------------------------------------------------------- parameters
     def rgb_state_keys(self) -> set:
