@@ -231,7 +231,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_result(out, result)
     print(format_metrics(result.metrics, config.eval.prompts))
-    print(f"wrote {out / 'config.yaml'}, {out / 'metrics.json'} and {out / 'instances.csv'}")
+    kept = " and the predictions (predictions_<prompt>.json, images.json, depth/)" if result.predictions else ""
+    print(f"wrote {out / 'config.yaml'}, {out / 'metrics.json'}, {out / 'instances.csv'}{kept}")
     return 0
 
 
@@ -342,7 +343,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.out:
         check_writable_path(Path(args.out), "--out")
-    report = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot)
+    try:
+        rows = tuple(int(n) for n in args.qualitative_rows.split(","))
+    except ValueError:
+        raise FusionlabError(f"--qualitative-rows {args.qualitative_rows!r}: expected GAINS,LOSSES,RANDOM, three "
+                             f"integers such as 3,3,2") from None
+    report = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot,
+                         holm=args.holm, qualitative_variant=args.qualitative_variant,
+                         qualitative_prompt=args.qualitative_prompt, qualitative_rows=rows)
     if not args.quiet:
         print(report.markdown)
     print(f"wrote {', '.join(sorted(report.paths))} to {next(iter(report.paths.values())).parent}")
@@ -466,6 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="?", default="results/fusion", help="results folder (default: results/fusion)")
     p.add_argument("--out", help="output folder (default: <results>/report)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the Δ intervals")
+    p.add_argument("--no-holm", dest="holm", action="store_false",
+                   help="mark a Δ where its 95%% CI excludes 0 (default: where its p-value, Holm-adjusted over "
+                        "the variants compared with the baseline, is below 0.05)")
+    p.add_argument("--qualitative-variant", metavar="NAME",
+                   help="variant of qualitative.png, the instances where it gains and loses most against RGB only "
+                        "(default: the fusion variant with the best Δ box mIoU)")
+    p.add_argument("--qualitative-prompt", default="box", metavar="PROMPT",
+                   help="prompt kind of qualitative.png: box (default), click1, click3 ...")
+    p.add_argument("--qualitative-rows", default="3,3,2", metavar="GAINS,LOSSES,RANDOM",
+                   help="rows of qualitative.png: largest gains, largest losses, random instances (default 3,3,2)")
     p.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
     p.set_defaults(func=cmd_report)
     return parser

@@ -196,6 +196,9 @@ class EvalSection:
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         prompt_batch: at most this many prompts per decoder call (bounds memory on images
             with hundreds of objects; results do not depend on it).
+        save_predictions: write the predicted masks as COCO results JSON, one file per prompt
+            kind (``predictions_box.json`` ...), with ``images.json`` and a small preview of each
+            image's depth input (see :mod:`fusionlab.report.results`); off for huge evaluations.
     """
 
     prompts: List[str] = field(default_factory=lambda: ["box", "click1", "click3"])
@@ -205,6 +208,7 @@ class EvalSection:
     max_images: Optional[int] = None
     device: str = "auto"
     prompt_batch: int = 64
+    save_predictions: bool = True
 
 
 @dataclass

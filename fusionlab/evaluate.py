@@ -17,6 +17,11 @@ per round. The facts follow ``applications/efficientvit_sam`` of mit-han-lab/eff
 - **detections**: a detector's boxes as prompts (best-predicted-IoU mask), scored as mask AP
   by pycocotools ``COCOeval(iouType="segm")`` with ``maxDets`` up to ``max_detections``.
 
+With ``eval.save_predictions`` (the default) the scored masks are kept as COCO results, one
+list per prompt kind (``score`` = predicted IoU; the box or the clicks in image pixels), with
+where each image is and a small preview of the depth the model received; ``write_result``
+writes them beside the metrics (:class:`fusionlab.results.Predictions`).
+
 Size buckets use the annotation ``area`` and the dataset's ``size_thresholds``
 (small: area < t0, medium: t0 <= area < t1, large: area >= t1; COCO's 32², 96² by default);
 the official script counts an area of exactly t0 or t1 in both neighbouring buckets.
@@ -43,11 +48,11 @@ from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
 from fusionlab.config import RunConfig, resolve_device
-from fusionlab.data.types import Instance
+from fusionlab.data.types import Instance, Sample
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, Predictor
 from fusionlab.models.checkpoint import DepthPreprocessing
-from fusionlab.results import write_evaluation
+from fusionlab.results import Predictions, depth_preview, write_evaluation
 
 COCO_SIZE_THRESHOLDS: Tuple[float, float] = (32.0 ** 2, 96.0 ** 2)
 SIZES: Tuple[str, ...] = ("small", "medium", "large")
@@ -70,10 +75,29 @@ class EvalResult:
             ``n_instances``, ``n_small`` …; ``mask_ap`` … with detections. NaN where a bucket is empty.
         instances: one row per (instance, prompt): ``image_id, ann_id, prompt, iou`` (0..1),
             ``area, size`` and the instances' scalar attributes (e.g. ``camouflaged``).
+        predictions: the scored masks as COCO results per prompt kind, with where the images
+            are; None with ``eval.save_predictions: false``.
     """
 
     metrics: Dict[str, float]
     instances: pd.DataFrame
+    predictions: Optional[Predictions] = None
+
+
+class Prompted(NamedTuple):
+    """One prompt kind's outcome on the N instances of an image.
+
+    Attributes:
+        ious: ``(N,)`` IoU (0..1) of the scored masks with the ground truth.
+        masks: ``(N, H, W)`` bool scored masks at the image's size.
+        scores: ``(N,)`` their predicted IoU.
+        prompts: N of ``{"box": [x0, y0, x1, y1]}`` or ``{"points": [[x, y, label], ...]}``.
+    """
+
+    ious: np.ndarray
+    masks: np.ndarray
+    scores: np.ndarray
+    prompts: List[dict]
 
 
 class Click(NamedTuple):
@@ -219,12 +243,20 @@ def _check_detection(entry: Any, where: str) -> None:
             raise FusionlabError(f"{where}: {key}={entry[key]!r}; expected an integer id")
 
 
-def annotation_file(dataset: Any) -> Path:
-    """The COCO instances JSON behind ``dataset`` (``annotation_file``, else a path ``annotations``)."""
+def find_annotation_file(dataset: Any) -> Optional[Path]:
+    """The COCO instances JSON behind ``dataset`` (``annotation_file``, else a path ``annotations``), or None."""
     for name in ("annotation_file", "annotations"):
         value = getattr(dataset, name, None)
         if isinstance(value, (str, Path)):
             return Path(value)
+    return None
+
+
+def annotation_file(dataset: Any) -> Path:
+    """:func:`find_annotation_file`, a one-line error for a dataset without one."""
+    path = find_annotation_file(dataset)
+    if path is not None:
+        return path
     raise FusionlabError(f"eval.detections: dataset {getattr(dataset, 'name', type(dataset).__name__)!r} has no "
                          f"COCO annotation file for mask AP; use a COCO-format dataset (coco, synthetic)")
 
@@ -291,19 +323,22 @@ def encode_masks(masks: np.ndarray) -> List[dict]:
 
 # ---------------------------------------------------------------- prediction
 def _best_masks(predictor: Predictor, chunk: int, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-                boxes: Optional[torch.Tensor] = None) -> torch.Tensor:
+                boxes: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Multimask prediction for N prompts (prompt frame), keeping each prompt's mask with the
-    highest predicted IoU: ``(N, H, W)`` bool at the original size. At most ``chunk`` prompts
-    go into one decoder call, which bounds memory on images with hundreds of objects."""
+    highest predicted IoU: ``(N, H, W)`` bool at the original size and ``(N,)`` that predicted
+    IoU. At most ``chunk`` prompts go into one decoder call, which bounds memory on images
+    with hundreds of objects."""
     count = len(boxes) if boxes is not None else len(points[0])
-    best = []
+    best, scores = [], []
     for start in range(0, count, chunk):
         part = slice(start, start + chunk)
         masks, iou, _ = predictor.predict_torch(
             points=None if points is None else (points[0][part], points[1][part]),
             boxes=None if boxes is None else boxes[part], multimask_output=True)
-        best.append(masks[torch.arange(len(masks), device=masks.device), iou.argmax(dim=1)])
-    return torch.cat(best)
+        choice = iou.argmax(dim=1)
+        best.append(masks[torch.arange(len(masks), device=masks.device), choice])
+        scores.append(iou.gather(1, choice[:, None])[:, 0])
+    return torch.cat(best), torch.cat(scores)
 
 
 def mask_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -313,21 +348,25 @@ def mask_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return inter.double() / union.clamp(min=1).double()
 
 
-def _box_ious(predictor: Predictor, instances: List[Instance], gts: torch.Tensor, chunk: int) -> np.ndarray:
+def _box_prompts(predictor: Predictor, instances: List[Instance], gts: torch.Tensor, chunk: int) -> Prompted:
     boxes = np.stack([np.asarray(inst.bbox_xyxy, dtype=np.float64) for inst in instances])
     prompt = torch.as_tensor(predictor.apply_boxes(boxes), dtype=torch.float, device=gts.device)
-    return mask_iou(_best_masks(predictor, chunk, boxes=prompt), gts).cpu().numpy()
+    masks, scores = _best_masks(predictor, chunk, boxes=prompt)
+    return Prompted(ious=mask_iou(masks, gts).cpu().numpy(), masks=masks.cpu().numpy(), scores=scores.cpu().numpy(),
+                    prompts=[{"box": box.tolist()} for box in boxes])
 
 
-def _click_ious(predictor: Predictor, instances: List[Instance], gts: torch.Tensor, max_clicks: int,
-                chunk: int) -> np.ndarray:
-    """IoU after every click 1..``max_clicks``: ``(N, max_clicks)``; all instances clicked in one batch per round."""
+def _click_prompts(predictor: Predictor, instances: List[Instance], gts: torch.Tensor, click_counts: List[int],
+                   chunk: int) -> Dict[int, Prompted]:
+    """The outcome after N clicks for every N of ``click_counts``; all instances clicked in one batch per round."""
     count = len(instances)
     preds = np.zeros((count,) + instances[0].mask.shape, dtype=bool)
+    scores = np.zeros(count)
     clicks: List[List[Click]] = [[] for _ in range(count)]
-    ious = np.zeros((count, max_clicks))
+    ious = np.zeros((count, max(click_counts)))
     active = list(range(count))
-    for round_ in range(max_clicks):
+    outcomes: Dict[int, Prompted] = {}
+    for round_ in range(max(click_counts)):
         still = []
         for i in active:
             click = next_click(instances[i].mask, preds[i], [(c.x, c.y) for c in clicks[i]])
@@ -337,16 +376,20 @@ def _click_ious(predictor: Predictor, instances: List[Instance], gts: torch.Tens
             clicks[i].append(click)
             still.append(i)
         active = still
-        if not active:
-            break
-        coords = np.array([[(c.x, c.y) for c in clicks[i]] for i in active], dtype=np.float64)
-        labels = np.array([[int(c.positive) for c in clicks[i]] for i in active])
-        points = (torch.as_tensor(predictor.apply_coords(coords), dtype=torch.float, device=gts.device),
-                  torch.as_tensor(labels, dtype=torch.int, device=gts.device))
-        masks = _best_masks(predictor, chunk, points=points)
-        ious[active, round_] = mask_iou(masks, gts[active]).cpu().numpy()
-        preds[active] = masks.cpu().numpy()
-    return ious
+        if active:
+            coords = np.array([[(c.x, c.y) for c in clicks[i]] for i in active], dtype=np.float64)
+            labels = np.array([[int(c.positive) for c in clicks[i]] for i in active])
+            points = (torch.as_tensor(predictor.apply_coords(coords), dtype=torch.float, device=gts.device),
+                      torch.as_tensor(labels, dtype=torch.int, device=gts.device))
+            masks, best = _best_masks(predictor, chunk, points=points)
+            ious[active, round_] = mask_iou(masks, gts[active]).cpu().numpy()
+            preds[active] = masks.cpu().numpy()
+            scores[active] = best.cpu().numpy()
+        if round_ + 1 in click_counts:
+            outcomes[round_ + 1] = Prompted(
+                ious=ious[:, round_].copy(), masks=preds.copy(), scores=scores.copy(),
+                prompts=[{"points": [[c.x, c.y, int(c.positive)] for c in done]} for done in clicks])
+    return outcomes
 
 
 def _detection_results(predictor: Predictor, detections: List[dict], image_id: int, chunk: int) -> List[dict]:
@@ -356,7 +399,7 @@ def _detection_results(predictor: Predictor, detections: List[dict], image_id: i
     boxes[:, 2:] += boxes[:, :2]
     boxes = np.clip(boxes, 0, [width, height, width, height])  # detector boxes may spill over the border
     prompt = torch.as_tensor(predictor.apply_boxes(boxes), dtype=torch.float, device=predictor.model.device)
-    masks = _best_masks(predictor, chunk, boxes=prompt).cpu().numpy()
+    masks = _best_masks(predictor, chunk, boxes=prompt)[0].cpu().numpy()
     return [{"image_id": image_id, "category_id": d["category_id"], "score": float(d["score"]),
              "segmentation": rle} for d, rle in zip(detections, encode_masks(masks))]
 
@@ -420,6 +463,7 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
         depth_source = eval_depth_source(model, config, dataset, progress)
     elif not model.has_depth:
         depth_source = None
+    predictions = _new_predictions(dataset, depth_source, config.eval.prompts) if config.eval.save_predictions else None
     was_training = model.training
     model.to(resolve_device(config.eval.device, "eval.device")).eval()
     predictor = Predictor(model, None if depth_source is None else DepthPreprocessing.from_source(depth_source))
@@ -434,12 +478,15 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
             boxes = detections.get(sample.image_id, []) if detections is not None else []
             if not instances and not boxes:
                 continue
-            predictor.set_image(sample.image, None if depth_source is None else depth_source(sample, index))
+            depth = None if depth_source is None else depth_source(sample, index)
+            predictor.set_image(sample.image, depth)
             if boxes:
                 results += _detection_results(predictor, boxes, sample.image_id, config.eval.prompt_batch)
             if instances:
-                rows += _image_rows(predictor, sample.image_id, instances, want_box, click_counts,
-                                    config.eval.prompt_batch, thresholds)
+                outcomes = _predict_image(predictor, instances, want_box, click_counts, config.eval.prompt_batch)
+                rows += _image_rows(sample.image_id, instances, outcomes, thresholds)
+                if predictions is not None:
+                    _keep_predictions(predictions, dataset.image_path(index), sample, instances, outcomes, depth)
     finally:
         predictor.reset_image()
         model.train(was_training)
@@ -447,26 +494,52 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     metrics = {"n_images": float(count), **summarize(table, config.eval.prompts)}
     if detections is not None:
         metrics.update(mask_ap(gt_file, results, image_ids, config.eval.max_detections))
-    return EvalResult(metrics=metrics, instances=table)
+    return EvalResult(metrics=metrics, instances=table, predictions=predictions)
 
 
-def _image_rows(predictor: Predictor, image_id: int, instances: List[Instance], want_box: bool,
-                click_counts: List[int], chunk: int, thresholds: Tuple[float, float]) -> List[Dict[str, Any]]:
-    """The per-instance rows of one image whose embedding is set in ``predictor``."""
+def _predict_image(predictor: Predictor, instances: List[Instance], want_box: bool, click_counts: List[int],
+                   chunk: int) -> Dict[str, Prompted]:
+    """Prompt kind -> outcome on the instances of the image whose embedding is set in ``predictor``."""
     gts = torch.from_numpy(np.stack([inst.mask for inst in instances])).to(predictor.model.device)
-    per_prompt: Dict[str, np.ndarray] = {}
+    outcomes: Dict[str, Prompted] = {}
     if want_box:
-        per_prompt["box"] = _box_ious(predictor, instances, gts, chunk)
+        outcomes["box"] = _box_prompts(predictor, instances, gts, chunk)
     if click_counts:
-        after_click = _click_ious(predictor, instances, gts, max(click_counts), chunk)
-        per_prompt.update({f"click{n}": after_click[:, n - 1] for n in click_counts})
-    rows = []
-    for prompt, ious in per_prompt.items():
-        for inst, iou in zip(instances, ious):
-            rows.append({"image_id": image_id, "ann_id": inst.ann_id, "prompt": prompt, "iou": float(iou),
-                         "area": float(inst.area), "size": size_bucket(inst.area, thresholds),
-                         **_attributes(inst)})
-    return rows
+        clicked = _click_prompts(predictor, instances, gts, click_counts, chunk)
+        outcomes.update({f"click{n}": outcome for n, outcome in clicked.items()})
+    return outcomes
+
+
+def _image_rows(image_id: int, instances: List[Instance], outcomes: Dict[str, Prompted],
+                thresholds: Tuple[float, float]) -> List[Dict[str, Any]]:
+    """The per-instance rows of one image: one per (prompt kind, instance)."""
+    return [{"image_id": image_id, "ann_id": inst.ann_id, "prompt": prompt, "iou": float(iou),
+             "area": float(inst.area), "size": size_bucket(inst.area, thresholds), **_attributes(inst)}
+            for prompt, outcome in outcomes.items() for inst, iou in zip(instances, outcome.ious)]
+
+
+def _new_predictions(dataset: Any, depth_source: Any, prompts: Sequence[str]) -> Predictions:
+    """Empty predictions of every prompt kind, with the dataset's annotation file and descriptions."""
+    annotations = find_annotation_file(dataset)
+    return Predictions(entries={prompt: [] for prompt in prompts},
+                       annotations=None if annotations is None else str(annotations.resolve()),
+                       dataset=dataset.describe(), depth=None if depth_source is None else depth_source.describe())
+
+
+def _keep_predictions(predictions: Predictions, image_path: Path, sample: Sample, instances: List[Instance],
+                      outcomes: Dict[str, Prompted], depth: Optional[np.ndarray]) -> None:
+    """Add one image's scored masks (RLE) and prompts, where its RGB file is, and a preview of its depth input."""
+    height, width = sample.image.shape[:2]
+    predictions.images.append({"image_id": sample.image_id, "file_name": sample.file_name, "height": height,
+                               "width": width, "path": str(Path(image_path).resolve())})
+    if depth is not None:
+        predictions.depth_previews[sample.image_id] = depth_preview(depth)
+    for prompt, outcome in outcomes.items():
+        predictions.entries[prompt] += [
+            {"image_id": sample.image_id, "category_id": int(inst.attributes.get("category_id", 1)),
+             "segmentation": rle, "score": float(score), "prompt": prompt, "ann_id": inst.ann_id, **prompted}
+            for inst, rle, score, prompted in zip(instances, encode_masks(outcome.masks), outcome.scores,
+                                                  outcome.prompts)]
 
 
 def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
@@ -480,8 +553,9 @@ def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- fusionlab eval
 def write_result(folder: Path, result: EvalResult) -> None:
-    """``metrics.json`` (strict JSON: an empty bucket's NaN becomes null) and ``instances.csv``, atomically."""
-    write_evaluation(Path(folder), result.metrics, result.instances)
+    """``metrics.json`` (strict JSON: an empty bucket's NaN becomes null), ``instances.csv`` and, when
+    kept, the predictions files (:func:`fusionlab.results.write_predictions`), atomically."""
+    write_evaluation(Path(folder), result.metrics, result.instances, result.predictions)
 
 
 def format_metrics(metrics: Dict[str, float], prompts: Sequence[str]) -> str:

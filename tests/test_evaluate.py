@@ -1,4 +1,6 @@
-"""The zero-shot protocol: click simulation, buckets, end-to-end runs, mask AP, ``fusionlab eval``."""
+"""The zero-shot protocol: click simulation, buckets, end-to-end runs, mask AP, predictions, ``fusionlab eval``."""
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
@@ -10,6 +12,8 @@ import torch
 import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 from scipy.ndimage import distance_transform_edt
 
 import fusionlab.evaluate as evaluation
@@ -306,7 +310,8 @@ def test_eval_command_writes_metrics_and_instances(coco_set, tmp_path, capsys):
     table = pd.read_csv(out / "instances.csv")
     assert len(table) == 3 * 2 and set(table["prompt"]) == {"box", "click1"}
     assert "click1" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "instances.csv", "metrics.json"]  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "images.json", "instances.csv", "metrics.json",
+                                                     "predictions_box.json", "predictions_click1.json"]  # no temp files
 
 
 def test_eval_command_rejects_a_checkpoint_of_another_model(coco_set, tmp_path, capsys):
@@ -324,3 +329,86 @@ def test_prompt_batch_does_not_change_results(coco_set, dataset):
     one_by_one = evaluate(model, run_config(coco_set, prompts=["box", "click2"], prompt_batch=1), dataset,
                           progress=False)
     pd.testing.assert_frame_equal(whole.instances, one_by_one.instances)
+
+
+# ---------------------------------------------------------------- predictions kept as COCO results
+def _ground_truth(coco_set) -> COCO:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(coco_set["annotations"])
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools' decode, numpy 2
+def test_predictions_are_coco_results_of_the_scored_masks_one_file_per_prompt(coco_set, dataset, tmp_path):
+    result = evaluate(demo_model(fusion="add"), run_config(coco_set, prompts=["box", "click1", "click2"]), dataset,
+                      progress=False)
+    evaluation.write_result(tmp_path, result)
+    gt = _ground_truth(coco_set)
+    for prompt in ("box", "click1", "click2"):
+        path = tmp_path / f"predictions_{prompt}.json"
+        entries = json.loads(path.read_text())
+        assert len(entries) == 5 and {e["ann_id"] for e in entries} == set(gt.anns)
+        for entry in entries:
+            ann = gt.anns[entry["ann_id"]]
+            assert (entry["image_id"], entry["category_id"], entry["prompt"]) == (ann["image_id"],
+                                                                                  ann["category_id"], prompt)
+            assert isinstance(entry["segmentation"]["counts"], str) and isinstance(entry["score"], float)
+            if prompt == "box":
+                x, y, w, h = ann["bbox"]
+                assert entry["box"] == [x, y, x + w, y + h] and "points" not in entry
+            else:
+                assert 1 <= len(entry["points"]) <= int(prompt[-1]) and entry["points"][0][2] == 1
+            # the saved mask is the one the protocol scored (for clicks: after the last click)
+            mask, truth = mask_utils.decode(entry["segmentation"]).astype(bool), gt.annToMask(ann).astype(bool)
+            iou = result.instances.set_index(["ann_id", "prompt"]).loc[(entry["ann_id"], prompt), "iou"]
+            assert (mask & truth).sum() / max((mask | truth).sum(), 1) == pytest.approx(iou)
+        with contextlib.redirect_stdout(io.StringIO()):
+            scored = COCOeval(gt, gt.loadRes(str(path)), iouType="segm")
+            scored.evaluate()
+            scored.accumulate()
+            scored.summarize()
+        assert -1.0 <= scored.stats[0] <= 1.0
+
+
+def test_an_oracle_s_predictions_score_ap_100_with_cocoeval(coco_set, dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluation, "Predictor", OraclePredictor)
+    evaluation.write_result(tmp_path, evaluate(demo_model(), run_config(coco_set, prompts=["box"]), dataset,
+                                               progress=False))
+    gt = _ground_truth(coco_set)
+    with contextlib.redirect_stdout(io.StringIO()):
+        scored = COCOeval(gt, gt.loadRes(str(tmp_path / "predictions_box.json")), iouType="segm")
+        scored.evaluate()
+        scored.accumulate()
+        scored.summarize()
+    assert scored.stats[0] == pytest.approx(1.0)
+
+
+def test_images_json_names_the_image_files_and_the_depth_previews(coco_set, dataset, tmp_path):
+    evaluation.write_result(tmp_path, evaluate(demo_model(fusion="add"), run_config(coco_set, prompts=["box"]),
+                                               dataset, progress=False))
+    images = json.loads((tmp_path / "images.json").read_text())
+    assert images["annotations"] == str(Path(coco_set["annotations"]).resolve())
+    assert images["depth"].startswith("dataset depth")
+    assert [image["image_id"] for image in images["images"]] == [1, 2]
+    for image in images["images"]:
+        assert Path(image["path"]) == (Path(coco_set["images"]) / image["file_name"]).resolve()
+        preview = np.asarray(Image.open(tmp_path / image["depth"]))
+        # the depth is a horizontal ramp: the preview too, min-max scaled
+        assert preview.shape == (HEIGHT, WIDTH) and preview.dtype == np.uint8
+        assert (preview[:, 0].max(), preview[:, -1].min()) == (255, 0)  # disparity: near (left) is bright
+
+
+def test_save_predictions_false_keeps_and_writes_none(coco_set, dataset, tmp_path):
+    result = evaluate(demo_model(), run_config(coco_set, prompts=["box", "click1"], save_predictions=False), dataset,
+                      progress=False)
+    assert result.predictions is None
+    evaluation.write_result(tmp_path, result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["instances.csv", "metrics.json"]
+
+
+def test_predictions_leave_the_metrics_unchanged(coco_set, dataset):
+    model = demo_model()
+    kept = evaluate(model, run_config(coco_set, prompts=["box", "click2"]), dataset, progress=False)
+    not_kept = evaluate(model, run_config(coco_set, prompts=["box", "click2"], save_predictions=False), dataset,
+                        progress=False)
+    pd.testing.assert_frame_equal(kept.instances, not_kept.instances)
+    assert kept.metrics == not_kept.metrics

@@ -1,9 +1,10 @@
-"""What a model costs: parameters, multiply-accumulates, and latency relative to another model."""
+"""What a model costs: parameters, multiply-accumulates, latency relative to another model, and
+the encoder's throughput in images per second."""
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -36,7 +37,7 @@ def encoder_gmacs(model: EfficientViTSam) -> float:
     device, so even XL costs no memory or time.
     """
     with torch.device("meta"):
-        meta_model = EfficientViTSam(model.config).eval()
+        meta_model = type(model)(model.config).eval()
         images, depths, _ = _example_inputs(meta_model, device=torch.device("meta"))
         counter = FlopCounterMode(display=False)
         with counter:
@@ -44,20 +45,29 @@ def encoder_gmacs(model: EfficientViTSam) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
+def _seconds(work: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of ``work()``; on a GPU, from an idle queue to its last kernel done."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    work()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
 @torch.no_grad()
 def forward_seconds(model: EfficientViTSam, inputs: Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]
                     ) -> float:
     """Seconds of one image through encoder(s), fusion and one box prompt's decoder (single-mask output)."""
     images, depths, boxes = inputs
-    cuda = images.is_cuda
-    if cuda:
-        torch.cuda.synchronize(images.device)
-    start = time.perf_counter()
-    embedding = model.encode(images, depths)
-    model.decode(embedding, boxes=boxes, multimask_output=False)
-    if cuda:
-        torch.cuda.synchronize(images.device)
-    return time.perf_counter() - start
+
+    def forward() -> None:
+        embedding = model.encode(images, depths)
+        model.decode(embedding, boxes=boxes, multimask_output=False)
+
+    return _seconds(forward, images.device)
 
 
 @torch.no_grad()
@@ -88,3 +98,32 @@ def latency_ratios(models: Dict[str, EfficientViTSam], reference: str, runs: int
                 samples[name].append(seconds)
     base = statistics.median(samples[reference])
     return {name: statistics.median(times) / base for name, times in samples.items()}
+
+
+def throughput_batch(device: torch.device) -> int:
+    """Images per forward when timing throughput: 8 on a CUDA GPU, which one image leaves mostly idle (the
+    papers time batches too); 1 elsewhere, where the number is only indicative."""
+    return 8 if device.type == "cuda" else 1
+
+
+def device_name(device: torch.device) -> str:
+    """What a reader knows the device by: the GPU's name (``"NVIDIA H200"``), else the device type (``"cpu"``)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+@torch.no_grad()
+def encoder_throughput(model: EfficientViTSam, batch: int = 1, runs: int = 10, warmup: int = 3) -> float:
+    """Images per second through the encoder(s) and fusion blocks (``model.encode``), on the model's device.
+
+    Each forward takes ``batch`` random images (and depths) ``(batch, C, S, S)``; after ``warmup`` untimed
+    forwards, it is ``batch`` over the median seconds of ``runs`` timed ones.
+    """
+    model.eval()
+    images, depths, _ = _example_inputs(model, batch)
+
+    def encode() -> None:
+        model.encode(images, depths)
+
+    for _ in range(warmup):
+        _seconds(encode, images.device)
+    return batch / statistics.median(_seconds(encode, images.device) for _ in range(runs))

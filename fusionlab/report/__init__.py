@@ -5,17 +5,20 @@ never a model. ``make_report`` prints nothing; the CLI prints what it returns.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
-from fusionlab.report import plots, tables
+from fusionlab.report import plots, qualitative, tables
 from fusionlab.report._write import save_figure, write_text
 from fusionlab.report.results import SweepResults, load_results, require_a_complete_trial
 from fusionlab.report.stats import bootstrap_mean_ci, paired_diffs, summarize
 
 __all__ = ["Report", "make_report", "load_results", "summarize", "bootstrap_mean_ci",
            "paired_diffs", "SweepResults"]
+
+log = logging.getLogger("fusionlab.report")
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,8 @@ class Report:
 
     Attributes:
         paths: file name (``"table.tex"``, ``"report.md"``, ``"report.csv"``, ``"miou.pdf"``,
-            ``"miou.png"``, ``"frontier.pdf"``, ``"frontier.png"``) -> written path.
+            ``"miou.png"``, ``"frontier.pdf"``, ``"frontier.png"``, and ``"qualitative.pdf"``,
+            ``"qualitative.png"`` when the trials kept their predictions) -> written path.
         markdown: the text of ``report.md``.
     """
 
@@ -33,19 +37,31 @@ class Report:
 
 
 def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
-                n_boot: int = 2000, seed: int = 0) -> Report:
+                n_boot: int = 2000, seed: int = 0, holm: bool = True, qualitative_variant: Optional[str] = None,
+                qualitative_prompt: str = "box",
+                qualitative_rows: Sequence[int] = qualitative.DEFAULT_ROWS) -> Report:
     """Write the LaTeX table, Markdown page, tidy CSV and figures of one sweep.
 
     The table has one row per variant; below it, a note per light depth encoder gives the
     share of the ``same`` encoder's gain it keeps and at what cost. ``miou`` shows the mIoU of
     each variant; ``frontier`` shows Δ box mIoU against latency and GMACs with the Pareto
-    frontier of each (see :func:`fusionlab.report.plots.frontier_figure`).
+    frontier of each (see :func:`fusionlab.report.plots.frontier_figure`). ``qualitative`` shows,
+    from the trials' saved predictions, the instances where a variant gains and loses most
+    against RGB only (see :mod:`fusionlab.report.qualitative`); results without predictions
+    get no such figure and a logged line saying why.
 
     Args:
         results_dir: ``results/<name>/`` with ``sweep.json``, ``trials.csv`` and ``trials/``.
         out_dir: where to write; default ``results_dir/report``.
         n_boot: bootstrap resamples for the Δ confidence intervals.
-        seed: seed of the bootstrap resampling.
+        seed: seed of the bootstrap resampling and of the qualitative figure's random rows.
+        holm: mark a Δ where its p-value, Holm-adjusted over the variants compared with the
+            baseline, is below 0.05 (the default); False: where its 95 % CI excludes 0. The
+            captions say which.
+        qualitative_variant: the variant of the qualitative figure; default the fusion-group
+            variant with the largest Δ box mIoU (:func:`fusionlab.report.qualitative.default_variant`).
+        qualitative_prompt: the prompt kind it shows (``box``, ``click1`` ...).
+        qualitative_rows: its ``(gains, losses, random)`` row counts.
 
     Raises:
         FusionlabError: the folder or one of its files is missing or malformed, or no cell has
@@ -53,17 +69,23 @@ def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
     """
     results = load_results(results_dir)
     require_a_complete_trial(results)
+    qualitative.check_options(results, qualitative_variant, qualitative_prompt, qualitative_rows)
     out = Path(out_dir) if out_dir is not None else results.root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(results, n_boot=n_boot, seed=seed)
-    markdown = tables.to_markdown(summary, results, n_boot)
+    summary = summarize(results, n_boot=n_boot, seed=seed, holm=holm)
+    markdown = tables.to_markdown(summary, results, n_boot, holm=holm)
     paths = {
-        "table.tex": write_text(out / "table.tex", tables.to_latex(summary, results, n_boot)),
+        "table.tex": write_text(out / "table.tex", tables.to_latex(summary, results, n_boot, holm=holm)),
         "report.md": write_text(out / "report.md", markdown),
         "report.csv": write_text(out / "report.csv", tables.to_csv(summary, results)),
     }
     figures = {"miou": plots.miou_figure(results),
                "frontier": plots.frontier_figure(summary, results)}
+    try:
+        figures["qualitative"] = qualitative.qualitative_figure(
+            results, summary, qualitative_variant, qualitative_prompt, qualitative_rows, seed)
+    except qualitative.FigureSkipped as skipped:
+        log.warning("no qualitative figure: %s", skipped)
     for stem, figure in figures.items():
         for suffix in ("pdf", "png"):
             paths[f"{stem}.{suffix}"] = save_figure(figure, out / f"{stem}.{suffix}")

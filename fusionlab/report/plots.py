@@ -27,7 +27,7 @@ FRONTIER_GID = "pareto-frontier"
 # cost column -> (its name in notes, its axis label), one panel each, in frontier.COSTS order.
 _COST_NAMES = {"latency_ratio": ("latency", "latency relative to RGB only"),
                "gmacs": ("GMACs", "GMACs (encoders and fusion)")}
-_MARKERS = {"baseline": "s", "fusion": "o", "encoder": "D", "control": "X"}
+_MARKERS = {"baseline": "s", "reference": "P", "fusion": "o", "encoder": "D", "control": "X"}
 _GROUP_LEGEND = {"control": "control (never on the frontier)"}
 _FADED = 0.3
 # Half a marker (7 pt) plus a gap: no label starts closer than this to any point's centre.

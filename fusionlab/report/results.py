@@ -29,6 +29,9 @@ reported on a laptop. ``results/<name>/`` contains:
     click3_miou`` (mIoU × 100), ``params_m, gmacs, latency_ratio`` (latency relative to the
     RGB-only model, measured in the same process; 1 for the baseline by definition, which the
     report enforces because older sweeps recorded a noisy measurement there),
+    ``throughput_ips`` (images per second through the encoder(s) and fusion blocks, measured at
+    ``throughput_batch`` images per forward on ``throughput_device``, e.g. ``NVIDIA H200`` or
+    ``cpu``; sweeps older than these three columns lack them),
     ``wall_s, error`` (the reason when failed).
     Any further numeric column is an extra metric and is kept.
 
@@ -36,6 +39,32 @@ reported on a laptop. ``results/<name>/`` contains:
     The per-instance IoUs of one trial: ``image_id, ann_id, prompt`` (``box`` / ``click1`` /
     ``click3`` ...), ``iou`` (0..1), ``area`` (annotation area), ``size`` (small / medium /
     large), and optional boolean attribute columns such as ``camouflaged``.
+
+``trials/<trial_id>/predictions_<prompt>.json`` (``predictions_box.json``, ``predictions_click1.json`` ...)
+    The masks the trial's evaluation scored, as COCO results: pycocotools ``COCO.loadRes``
+    reads the file and ``COCOeval(iouType="segm")`` scores it against the ``annotations`` file
+    of ``images.json``. One entry per instance: ``{"image_id", "category_id", "segmentation"``
+    (compressed RLE, ``counts`` a str), ``"score"`` (the predicted IoU), ``"prompt"``,
+    ``"ann_id"`` (the instance's annotation id, as in ``instances.csv``), and the prompt in the
+    image's pixels: ``"box": [x0, y0, x1, y1]`` or ``"points": [[x, y, label], ...]`` (label 1
+    positive, 0 negative)``}``. For clicks the mask and points are those after the last click
+    of that kind. Written with ``eval.save_predictions: true`` (the default); trials evaluated
+    before these files existed, or with it off, lack them and the report draws no qualitative
+    figure (``fusionlab eval`` writes the same files in its ``--out`` folder).
+
+``trials/<trial_id>/images.json`` (with the predictions)
+    ``{"dataset": str, "annotations": str | null, "depth": str | null, "images": [...]}``:
+    ``annotations`` is the COCO instances JSON the ids refer to (absolute path, null for a
+    dataset without one), ``depth`` the depth source's description (null: RGB-only model);
+    ``images`` has one ``{"image_id", "file_name", "height", "width", "path", "depth"}`` per
+    image with instances, ``path`` the absolute path of its RGB file and ``depth`` the relative
+    path of its depth preview, or null. The RGB and annotation files are the dataset's own,
+    read where the evaluation found them (the embedded scenes: under ``$FUSIONLAB_CACHE``).
+
+``trials/<trial_id>/depth/<image_id>.png``
+    An 8-bit preview of the depth map the RGB-D model received for that image (min-max scaled
+    per image, long side at most 160 px): the depth column of the qualitative figure, whatever
+    the depth source (dataset, Depth Anything's cache, a control computed on the fly).
 
 A cell retried after a failure may have several rows; the report keeps its ``COMPLETE`` row
 (the last one if there are several), else its last row. A folder without any ``COMPLETE`` row
@@ -58,9 +87,11 @@ MISSING = "MISSING"
 INSTANCE_COLUMNS = ("image_id", "ann_id", "prompt", "iou")
 # The metrics the contract names, in table order; any other numeric column follows them.
 KNOWN_METRICS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large",
-                 "click1_miou", "click3_miou", "params_m", "gmacs", "latency_ratio")
-# Numeric trials.csv columns that identify a trial rather than measure it.
-NON_METRIC_COLUMNS = ("trial_id", "seed")
+                 "click1_miou", "click3_miou", "params_m", "gmacs", "latency_ratio",
+                 "throughput_ips")
+# trials.csv columns that identify a trial or say how it was measured, rather than measure it;
+# named here because numeric ones, or empty ones (read as NaN), would pass for metrics.
+NON_METRIC_COLUMNS = ("trial_id", "seed", "throughput_batch", "throughput_device")
 
 
 @dataclass(frozen=True)
@@ -299,7 +330,9 @@ def _one_row_per_cell(trials: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
     # A stable sort keeps file order within a cell, so "last" means the latest attempt.
     ranked = trials.assign(_done=trials["state"].eq("COMPLETE")).sort_values("_done", kind="stable")
     cells = ranked.groupby(["variant", "seed"], sort=False).tail(1).drop(columns="_done")
-    planned = pd.DataFrame([(v.name, s) for v in sweep.variants for s in sweep.seeds],
+    # a reference variant (a released model, evaluated as it is) is planned at the first seed only
+    planned = pd.DataFrame([(v.name, s) for v in sweep.variants
+                            for s in (sweep.seeds[:1] if v.group == "reference" else sweep.seeds)],
                            columns=["variant", "seed"])
     cells = planned.merge(cells, on=["variant", "seed"], how="outer")
     cells["state"] = cells["state"].fillna(MISSING)

@@ -1,14 +1,20 @@
-"""Numbers of the report: mean ± std over seeds, and Δ to the baseline with a paired bootstrap CI.
+"""Numbers of the report: mean ± std over seeds, and Δ to the baseline with a paired bootstrap
+CI and p-value.
 
 The Δ of a variant is paired twice: on seeds (only seeds where both the variant and the
 baseline completed) and on instances (the same evaluation instances, matched by
 ``(image_id, ann_id)``). Per-instance IoU differences are averaged over the matched seeds,
 then instances are resampled with replacement; the CI is the percentile interval of the
-resampled means. Seed-to-seed training noise is therefore averaged out, not resampled.
+resampled means and the p-value its two-sided test of Δ = 0 (:func:`paired_bootstrap`).
+Seed-to-seed training noise is therefore averaged out, not resampled.
+
+Several variants are compared with one baseline, so the significance mark uses, by default,
+Holm-adjusted p-values (:func:`holm_adjust`): the family of one metric is every variant with a Δ in
+it, controls included, i.e. every comparison with the baseline that its Δ column prints.
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,25 +27,44 @@ _NON_ATTRIBUTE_COLUMNS = {"image_id", "ann_id", "prompt", "iou", "area", "size"}
 # Caps one resampling chunk at 2**23 indices (64 MiB) so 2000 resamples of 1e5 instances fit.
 _MAX_DRAWS_PER_CHUNK = 2 ** 23
 
+ALPHA = 0.05
+"""Level of the significance mark: a Δ is marked where its p-value (Holm-adjusted by default)
+is below it, or, without the adjustment, where its 95 % CI excludes 0."""
+
 SUMMARY_COLUMNS = ["variant", "label", "group", "metric", "mean", "std", "n",
-                   "delta", "ci_low", "ci_high", "significant"]
+                   "delta", "ci_low", "ci_high", "p_value", "p_holm", "significant"]
 
 Runs = Dict[int, pd.DataFrame]
 """seed -> per-instance rows (``image_id, ann_id, iou`` ...) of one trial, one prompt."""
 
 
-def bootstrap_mean_ci(diffs: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of paired differences and its percentile bootstrap confidence interval.
+class Bootstrap(NamedTuple):
+    """A paired bootstrap of a mean difference: estimate, percentile CI, two-sided p-value."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+def paired_bootstrap(diffs: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> Bootstrap:
+    """Mean of paired differences, its percentile bootstrap CI and two-sided p-value.
+
+    Both come from the same ``B = n_boot`` resampled means ``m*``: the CI is their percentile
+    interval, and the p-value of Δ = 0 is
+
+        p = min(1, 2 · (1 + min(#{m* ≤ 0}, #{m* ≥ 0})) / (B + 1)),
+
+    twice the smaller share of resampled means on the far side of 0, with the +1 of Monte
+    Carlo p-values so that p is never 0 (Phipson & Smyth, 2010). It inverts the percentile
+    interval: the 95 % CI excludes 0 exactly when p < 0.05, up to one resample.
 
     Args:
         diffs: ``(n_instances,)`` per-instance differences (variant − baseline).
         n_boot: number of resamples of the instances (with replacement).
         seed: seed of the resampling generator.
         level: coverage of the interval.
-
-    Returns:
-        ``(mean, ci_low, ci_high)``.
     """
     diffs = np.asarray(diffs, dtype=np.float64)
     if diffs.ndim != 1 or diffs.size == 0:
@@ -53,7 +78,33 @@ def bootstrap_mean_ci(diffs: np.ndarray, n_boot: int = 2000, seed: int = 0,
     ])
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(diffs.mean()), float(low), float(high)
+    far_side = min(np.count_nonzero(means <= 0.0), np.count_nonzero(means >= 0.0))
+    p_value = min(1.0, 2.0 * (1 + far_side) / (n_boot + 1))
+    return Bootstrap(float(diffs.mean()), float(low), float(high), p_value)
+
+
+def bootstrap_mean_ci(diffs: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, ci_low, ci_high)`` of :func:`paired_bootstrap`."""
+    mean, low, high, _ = paired_bootstrap(diffs, n_boot=n_boot, seed=seed, level=level)
+    return mean, low, high
+
+
+def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (Holm, 1979), in the order given.
+
+    The i-th smallest of the m p-values becomes ``max over j ≤ i of min(1, (m − j + 1) ·
+    p_(j))``; marking where the adjusted value is below α is Holm's step-down test, which
+    keeps the chance of marking any true null below α. NaN entries (comparisons not made)
+    stay NaN and are not counted in m.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    made = np.flatnonzero(~np.isnan(p))
+    order = made[np.argsort(p[made], kind="stable")]
+    factors = order.size - np.arange(order.size)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(factors * p[order]))
+    return adjusted
 
 
 def paired_diffs(variant: Runs, baseline: Runs) -> np.ndarray:
@@ -74,13 +125,16 @@ def paired_diffs(variant: Runs, baseline: Runs) -> np.ndarray:
     return pd.concat(per_seed, axis=1).dropna().mean(axis=1).to_numpy()
 
 
-def summarize(results: SweepResults, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def summarize(results: SweepResults, n_boot: int = 2000, seed: int = 0,
+              holm: bool = True) -> pd.DataFrame:
     """Tidy summary: one row per (variant, metric), in table order.
 
     ``metric`` is a ``trials.csv`` column, or ``box_miou@<attr>`` / ``box_miou@not_<attr>``
     for each boolean attribute column of the instances. ``mean``/``std`` (ddof=1)/``n`` are
-    over completed seeds; ``delta``/``ci_low``/``ci_high``/``significant`` (CI excludes 0)
-    are filled for box mIoU rows of non-baseline variants, in mIoU points (× 100).
+    over completed seeds. Box mIoU rows of non-baseline variants add ``delta``/``ci_low``/
+    ``ci_high`` (mIoU points, × 100), ``p_value`` (:func:`paired_bootstrap`), ``p_holm``
+    (:func:`holm_adjust` over the variants with a p-value for that metric) and ``significant``: the
+    mark, ``p_holm < ALPHA`` with ``holm``, else the CI excludes 0.
     """
     box_runs = _box_runs(results)
     attributes = _attributes(box_runs)
@@ -107,6 +161,10 @@ def summarize(results: SweepResults, n_boot: int = 2000, seed: int = 0) -> pd.Da
                 rows.append(row)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     summary["n"] = summary["n"].astype(int)
+    summary["p_value"] = summary["p_value"].astype(float)
+    summary["p_holm"] = summary.groupby("metric", sort=False)["p_value"].transform(holm_adjust)
+    if holm:
+        summary["significant"] = summary["p_holm"].lt(ALPHA).where(summary["p_holm"].notna())
     summary["significant"] = summary["significant"].astype("boolean")
     return summary
 
@@ -145,5 +203,6 @@ def _delta(variant: Variant, runs: Runs, baseline_runs: Runs, baseline: str,
         return {}
     # Each comparison gets its own generator so a CI does not depend on which other
     # variants are in the sweep.
-    delta, low, high = bootstrap_mean_ci(100.0 * diffs, n_boot=n_boot, seed=seed)
-    return {"delta": delta, "ci_low": low, "ci_high": high, "significant": low > 0 or high < 0}
+    delta, low, high, p_value = paired_bootstrap(100.0 * diffs, n_boot=n_boot, seed=seed)
+    return {"delta": delta, "ci_low": low, "ci_high": high, "p_value": p_value,
+            "significant": low > 0 or high < 0}

@@ -2,8 +2,10 @@
 
 All three render the tidy summary of :func:`fusionlab.report.stats.summarize`; the LaTeX and
 Markdown tables show the same cells: ``mean ± std`` over seeds, the best value per column in
-bold, and Δ box mIoU to the baseline with its 95 % paired bootstrap CI, marked where the CI
-excludes 0. Captions name the data by dataset, never by a folder of the machine that ran it.
+bold, and Δ box mIoU to the baseline with its 95 % paired bootstrap CI, marked where the
+Holm-adjusted p-value is below 0.05 (or, with ``holm=False``, where the CI excludes 0; the
+caption says which). Captions name the data by dataset, never by a folder of the machine that
+ran it, and the device that measured the throughput (``img/s``) where the results record it.
 Below the table, a note per light depth encoder says how much of the ``same`` encoder's gain it
 keeps and at what cost (:func:`fusionlab.report.frontier.gain_kept`); the CSV carries that share
 as ``gain_kept_pct`` with its ``same_reference``.
@@ -18,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from fusionlab.report import frontier
-from fusionlab.report.results import SweepResults
+from fusionlab.report.results import Sweep, SweepResults
+from fusionlab.report.stats import ALPHA
 
 PROMPT_HEADERS = {"click1": "1-click", "click3": "3-click"}
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -67,9 +70,9 @@ class _Syntax:
 
 
 _BOX = Column("box_miou", ("Box mIoU", "all"), "Box mIoU")
-# The 11 columns need the full width of a two-column paper, hence ``table*``; \footnotesize,
-# a small std and CI, and 3 pt column gaps (narrower ones let neighbouring numbers run
-# together) keep it about that wide. Where it is still wider than the line (a one-column
+# The 11 columns (12 with throughput) need the full width of a two-column paper, hence
+# ``table*``; \footnotesize, a small std and CI, and 3 pt column gaps (narrower ones let
+# neighbouring numbers run together) keep it about that wide. Where it is still wider than the line (a one-column
 # paper, long labels, wide numbers), it is scaled down to the line, never up: no layout of
 # 11 columns of mean ± std fits a one-column paper's 345 pt at a legible natural size.
 _LATEX_HEADER = r"""% Written by `fusionlab report`. Needs \usepackage{booktabs} (rules) and
@@ -124,6 +127,8 @@ def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Colum
         Column("gmacs", ("GMACs", ""), "GMACs", digits=2, higher_is_better=False, spread=False),
         Column("latency_ratio", ("Latency", r"($\times$RGB)"), "Latency (× RGB)", digits=2,
                higher_is_better=False, ratio_to_baseline=True),
+        # Absolute and machine-bound, unlike the ratio: the caption names the device.
+        Column("throughput_ips", ("img/s", ""), "img/s", spread=False),
     ]
     present = set(summary["metric"])
     return [c for c in columns if c.metric in present]
@@ -144,8 +149,33 @@ def baseline_note(results: SweepResults) -> Optional[str]:
             "so no difference to it is computed")
 
 
-def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
-    """A ``table*`` float with a booktabs ``tabular``; needs booktabs and graphicx."""
+def holm_note(summary: pd.DataFrame, n_boot: int) -> Optional[str]:
+    """Why no Δ can be marked when ``n_boot`` is too few for Holm's adjustment, else None.
+
+    No bootstrap p-value is below ``2 / (n_boot + 1)``, so none adjusted over the ``m`` box mIoU
+    comparisons is below ``m`` times that: below ``ALPHA`` only from ``n_boot = 2m / ALPHA``.
+    """
+    m = int(summary.loc[summary["metric"] == "box_miou", "p_value"].notna().sum())
+    needed = round(2 * m / ALPHA)
+    if m == 0 or n_boot >= needed:
+        return None
+    return (f"with {n_boot} resamples no p-value is below {2 / (n_boot + 1):.3g}, so Holm's "
+            f"adjustment over {m} variants marks none: use {needed} resamples or more")
+
+
+def _notes(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool) -> List[str]:
+    """The notes that apply: a partial sweep, no baseline, too few resamples to mark with Holm."""
+    notes = [partial_note(results), baseline_note(results),
+             holm_note(summary, n_boot) if holm else None]
+    return [note for note in notes if note]
+
+
+def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool = True) -> str:
+    """A ``table*`` float with a booktabs ``tabular``; needs booktabs and graphicx.
+
+    ``holm``: the summary's mark is Holm-adjusted (:func:`fusionlab.report.stats.summarize`);
+    the caption says so.
+    """
     columns = table_columns(summary, results.sweep.prompts)
     labels, cells, best = _cells(summary, results, columns, _LATEX)
     headers = [("Variant", "")] + [c.latex for c in columns] + [(r"$\Delta$ box", r"[95\% CI]")]
@@ -158,9 +188,9 @@ def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
               .set_table_styles([{"selector": "footnotesize", "props": ":;"},
                                  {"selector": "setlength", "props": r":{\tabcolsep}{3pt};"}]))
     latex = styler.to_latex(
-        caption=_caption(results, n_boot, latex=True), label=f"tab:{_slug(results.sweep.name)}",
-        hrules=True, environment="table*", position="t", position_float="centering",
-        multicol_align="c",
+        caption=_caption(summary, results, n_boot, holm, latex=True),
+        label=f"tab:{_slug(results.sweep.name)}", hrules=True, environment="table*",
+        position="t", position_float="centering", multicol_align="c",
         # No gap outside the first and last column (booktabs' advice), so rules end at the text.
         column_format="@{}l" + "c" * (len(headers) - 1) + "@{}",
     )
@@ -175,8 +205,12 @@ def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
     return _LATEX_HEADER + latex.replace("\\end{tabular}", "\\end{tabular}}", 1)
 
 
-def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> str:
-    """The whole report page: caption, notes, table, attribute breakdown, incomplete cells."""
+def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int,
+                holm: bool = True) -> str:
+    """The whole report page: caption, notes, table, attribute breakdown, incomplete cells.
+
+    ``holm``: as for :func:`to_latex`.
+    """
     columns = table_columns(summary, results.sweep.prompts)
     labels, cells, best = _cells(summary, results, columns, _MARKDOWN)
     starts = set(_group_starts(results)) | {0}
@@ -185,8 +219,8 @@ def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> st
               + ["Δ box mIoU [95% CI]"])
     rows = [[group, label] + [f"**{v}**" if b else v for v, b in zip(row[:-1], flags)]
             + row[-1:] for group, label, row, flags in zip(groups, labels, cells, best)]
-    parts = [f"# {results.sweep.name}", _caption(results, n_boot, latex=False)]
-    parts += [f"**{note}**" for note in (partial_note(results), baseline_note(results)) if note]
+    parts = [f"# {results.sweep.name}", _caption(summary, results, n_boot, holm, latex=False)]
+    parts += [f"**{note}**" for note in _notes(summary, results, n_boot, holm)]
     parts.append(_markdown_table(header, rows))
     notes = _gain_kept_notes(summary, results, _MARKDOWN)
     if notes:
@@ -201,6 +235,8 @@ def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int) -> st
 def to_csv(summary: pd.DataFrame, results: SweepResults) -> str:
     """The tidy summary as CSV: numbers, not formatted strings.
 
+    ``p_value`` is the raw paired bootstrap p-value of Δ, ``p_holm`` its Holm adjustment over the
+    variants compared with the baseline in that metric, and ``significant`` the table's mark.
     The ``box_miou`` row of a light variant adds ``same_reference`` (the variant it is
     compared with) and ``gain_kept_pct`` (see :func:`fusionlab.report.frontier.gain_kept`);
     both are empty elsewhere.
@@ -225,8 +261,9 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
     labels = []
     for name in order:
         n_done = int(wide["n"].loc[name, "box_miou"])
-        label = results.sweep.variant(name).label
-        labels.append(label if n_done >= n_seeds else f"{label} (n={n_done})")
+        variant = results.sweep.variant(name)
+        planned = 1 if variant.group == "reference" else n_seeds  # a released model is evaluated once
+        labels.append(variant.label if n_done >= planned else f"{variant.label} (n={n_done})")
     box = summary[summary["metric"] == "box_miou"].set_index("variant")
     cells = [[_mean_std(wide["mean"].loc[name, c.metric], wide["std"].loc[name, c.metric],
                         c, syntax) for c in columns] + [_delta_cell(box.loc[name], syntax)]
@@ -342,8 +379,18 @@ def _rule_between_groups(latex: str, starts: List[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _caption(results: SweepResults, n_boot: int, latex: bool) -> str:
-    """What the numbers are: seeds, spread, data, depth, Δ and its mark; LaTeX adds the notes."""
+def _reference_note(sweep: Sweep, delta: str) -> str:
+    """The caption's sentence on reference rows, when there are any."""
+    if not any(v.group == "reference" for v in sweep.variants):
+        return ""
+    return (f" Reference rows: released models evaluated once as they are, without training (no seeds "
+            f"to vary, so no spread); their {delta} pairs them with seed {sweep.seeds[0]} of the baseline.")
+
+
+def _caption(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool,
+             latex: bool) -> str:
+    """What the numbers are: seeds, spread, data, depth, throughput, Δ and the rule of its mark;
+    LaTeX adds the notes."""
     sweep = results.sweep
     esc = latex_escape if latex else (lambda s: s)
     pm, times, delta, mark, pct = ((r"$\pm$", r"$\times$", r"$\Delta$", r"$^\dagger$", r"\%")
@@ -352,21 +399,44 @@ def _caption(results: SweepResults, n_boot: int, latex: bool) -> str:
     baseline = esc(sweep.variant(sweep.baseline).label)
     dataset, eval_dataset, depth = (esc(data_name(d)) for d in
                                     (sweep.dataset, sweep.eval_dataset, sweep.depth_source))
+    controls = ", controls included" if any(v.group == "control" for v in sweep.variants) else ""
+    # In the default (OT1) font encoding, LaTeX prints a text-mode "<" as "¡".
+    p_below = rf"$p < {ALPHA:g}$" if latex else f"p < {ALPHA:g}"
+    rule = (f"{p_below} after Holm's adjustment over every variant compared with "
+            f"{baseline}{controls} (two-sided paired bootstrap p-values)" if holm
+            else "the CI excludes 0 (not adjusted for multiple comparisons)")
     text = (
         f"Ablation {esc(sweep.name)}: mean {pm} std (ddof=1) over {len(sweep.seeds)} seeds "
-        f"({seeds}); (n=k) marks a variant with only k completed seeds. "
+        f"({seeds}); (n=k) marks a variant with only k completed seeds.{_reference_note(sweep, delta)} "
         f"Trained on {dataset}; evaluated on {eval_dataset}; depth: {depth}. mIoU {times} 100 "
         f"(S/M/L: small/medium/large objects); latency relative to {baseline} "
-        "(1 by definition). "
+        f"(1 by definition).{_throughput_note(results, esc)} "
         f"{delta}: box mIoU minus {baseline} on the same instances and matched seeds, with a "
         f"95{pct} paired bootstrap CI over instances ({n_boot} resamples); "
-        f"{mark}: the CI excludes 0. Params and GMACs do not vary with the seed. "
+        f"{mark}: {rule}. Params and GMACs do not vary with the seed. "
         f"Bold: best per column; for latency, best of the variants other than {baseline}."
     )
     if not latex:
         return text
-    notes = [n for n in (partial_note(results), baseline_note(results)) if n]
+    notes = _notes(summary, results, n_boot, holm)
     return " ".join([text] + [latex_escape(n[0].upper() + n[1:]) + "." for n in notes])
+
+
+def _throughput_note(results: SweepResults, escape: Callable[[str], str]) -> str:
+    """`` img/s: ..., batch 8 on NVIDIA H200.`` where the table shows throughput, else "".
+
+    Names each (batch, device) the complete trials recorded; sweeps that did not record them
+    get no device, and a CPU's absolute numbers are flagged as indicative only.
+    """
+    if "throughput_ips" not in results.cells.columns:
+        return ""
+    measured = results.complete().dropna(subset=["throughput_ips"])
+    settings = measured.reindex(columns=["throughput_batch", "throughput_device"]).dropna()
+    where = "; ".join(f"batch {int(batch)} on {escape(str(device))}" for batch, device in
+                      settings.drop_duplicates().itertuples(index=False))
+    cpu = " (on a CPU, only indicative)" if (settings["throughput_device"] == "cpu").any() else ""
+    return (" img/s: images per second through the encoder(s) and fusion blocks, mean over "
+            f"seeds{', ' + where if where else ''}{cpu}.")
 
 
 def _attribute_names(summary: pd.DataFrame) -> List[str]:

@@ -49,7 +49,8 @@ def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -
             config = cell.run_config()
             config.train.save_checkpoint = sweep.keep_checkpoints
             try:
-                record, state = train_and_evaluate(config, folder, sweep), TrialState.COMPLETE
+                record = train_and_evaluate(config, folder, sweep, reference=cell.variant.is_reference)
+                state = TrialState.COMPLETE
             except Exception as exc:  # any failure of one cell must not stop the sweep
                 if isinstance(exc, OSError) and str(exc.filename or "").startswith(str(folder)):
                     folder_error = exc
@@ -91,45 +92,71 @@ def _record(store: Store, number: int, record: Dict[str, Any], state: TrialState
     return False
 
 
-def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig) -> Dict[str, Any]:
-    """Train and evaluate ``config`` into ``folder``; its metrics, costs, steps and final loss."""
+def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, reference: bool = False
+                       ) -> Dict[str, Any]:
+    """Train and evaluate ``config`` into ``folder``; its metrics, costs, steps and final loss.
+
+    A ``reference`` variant (a released model in the table to compare with) is evaluated from its
+    checkpoint as it is, without training; its latency is measured against the sweep's RGB-only model.
+    """
     from fusionlab.evaluate import evaluate
     from fusionlab.train import train
 
-    result = train(config, folder, progress=False)
-    evaluation = evaluate(result.model, config, progress=False)
-    write_evaluation(folder, evaluation.metrics, evaluation.instances)
-    costs = measure_costs(result.model, config, sweep.latency)
+    if reference:
+        log.info("reference variant: evaluating %s as released (no training)", config.model.checkpoint)
+        model, steps, final_loss = config.model.build(), 0, None  # evaluate() moves it to eval.device
+    else:
+        result = train(config, folder, progress=False)
+        model, steps, final_loss = result.model, result.steps, result.final_loss
+    evaluation = evaluate(model, config, progress=False)
+    write_evaluation(folder, evaluation.metrics, evaluation.instances, evaluation.predictions)
+    costs = measure_costs(model, config, sweep.latency, sweep.baseline.config if reference else None)
     metrics = numeric_metrics(evaluation.metrics)
     # the headline metrics also as attributes of their own: columns in optuna-dashboard's trial table
     headline = {name: metrics[name] for name in METRIC_COLUMNS if name in metrics}
-    return {"metrics": metrics, **headline, **costs, "train_steps": result.steps, "final_loss": result.final_loss}
+    return {"metrics": metrics, **headline, **costs, "train_steps": steps, "final_loss": final_loss}
 
 
-def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySection) -> Dict[str, Any]:
-    """Parameters (M), GMACs of one encoder forward, and latency relative to the RGB-only model.
+def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySection,
+                  baseline: Optional[RunConfig] = None) -> Dict[str, Any]:
+    """Parameters (M), GMACs of one encoder forward, latency relative to the RGB-only model, and throughput.
 
     GMACs and latency are :func:`fusionlab.models.cost.encoder_gmacs` and
     :func:`~fusionlab.models.cost.latency_ratios` (one encoder + decoder forward with one box
     prompt, alternating with the RGB-only model of the same preset built in the same process,
     median of ``latency.runs`` after ``latency.warmup``; 1.0 for an RGB-only model, which is that
-    reference). ``latency_settings`` records how.
+    reference). Throughput is :func:`~fusionlab.models.cost.encoder_throughput` (images per second
+    through the encoder(s) and fusion blocks on the model's device, same runs and warmup), with its
+    ``throughput_batch`` and ``throughput_device``. ``latency_settings`` records how; with
+    ``latency.enabled`` false, neither latency nor throughput is measured. ``baseline``: the RGB-only
+    model to time against instead (a reference variant's, e.g. SAM ViT-H against the sweep's baseline).
     """
     from fusionlab.models import build_model
-    from fusionlab.models.cost import count_parameters, encoder_gmacs, latency_ratios
+    from fusionlab.models.cost import (count_parameters, device_name, encoder_gmacs, encoder_throughput,
+                                       latency_ratios, throughput_batch)
 
     model.eval()
     costs: Dict[str, Any] = {"params_m": round(count_parameters(model) / 1e6, 4),
                              "gmacs": round(encoder_gmacs(model), 4), "latency_ratio": None,
+                             "throughput_ips": None, "throughput_batch": None, "throughput_device": None,
                              "latency_settings": {"enabled": latency.enabled, "runs": latency.runs,
                                                   "warmup": latency.warmup}}
-    if latency.enabled and not model.has_depth:
+    if not latency.enabled:
+        return costs
+    if not model.has_depth and baseline is None:
         costs["latency_ratio"] = 1.0  # the RGB-only model is its own reference: 1 by definition, not by timing
-    elif latency.enabled:
-        rgb_fields = {k: v for k, v in config.model.architecture_fields().items() if k not in DEPTH_BRANCH_FIELDS}
-        reference = build_model(config.model.preset, **{**rgb_fields, "fusion": None}).to(model.device)
+    else:
+        if baseline is not None:
+            reference = baseline.model.architecture().to(model.device)
+        else:
+            rgb_fields = {k: v for k, v in config.model.architecture_fields().items()
+                          if k not in DEPTH_BRANCH_FIELDS}
+            reference = build_model(config.model.preset, **{**rgb_fields, "fusion": None}).to(model.device)
         ratios = latency_ratios({"model": model, "rgb_only": reference}, "rgb_only", latency.runs, latency.warmup)
         costs["latency_ratio"] = round(ratios["model"], 4)
+    batch = throughput_batch(model.device)
+    costs.update(throughput_ips=round(encoder_throughput(model, batch, latency.runs, latency.warmup), 3),
+                 throughput_batch=batch, throughput_device=device_name(model.device))
     return costs
 
 

@@ -54,7 +54,12 @@ _DEPTH_ONLY_PARTS = ("depth_encoder", "fusion")
 
 @dataclass
 class VariantSpec:
-    """One named variant: overrides of ``base``, section by section."""
+    """One named variant: overrides of ``base``, section by section.
+
+    ``group``: ``fusion`` (an RGB-D design), ``encoder`` (a depth-encoder design), ``control``
+    (a test of a hypothesis, e.g. shuffled depth), ``baseline`` (RGB-only) or ``reference``
+    (a released model evaluated as it is, from ``model.checkpoint``: no training, one cell).
+    """
 
     name: str = ""
     group: str = "fusion"
@@ -143,6 +148,11 @@ class Variant:
     config: RunConfig
     key: str  # hash of the config's result-relevant fields; part of every cell key
 
+    @property
+    def is_reference(self) -> bool:
+        """A released model evaluated as it is: no training, so one cell (the first seed) is enough."""
+        return self.group == "reference"
+
     def summary(self) -> Dict[str, Any]:
         """The ``sweep.json`` entry of this variant."""
         fused = self.config.model.fusion is not None
@@ -199,8 +209,9 @@ class SweepConfig:
         return next(v for v in self.variants if (v.name == name if name else v.group != "baseline"))
 
     def cells(self) -> List[Cell]:
-        """Every (variant, seed) cell, variants in file order, then seeds."""
-        return [Cell(v, s) for v in self.variants for s in self.seeds]
+        """Every (variant, seed) cell, variants in file order, then seeds; a reference variant has one
+        cell, at the first seed (nothing it does depends on the seed)."""
+        return [Cell(v, s) for v in self.variants for s in (self.seeds[:1] if v.is_reference else self.seeds)]
 
 
 def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optional[str] = None) -> SweepConfig:
@@ -309,6 +320,9 @@ def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str,
         config.data.train_options()  # every cell trains: a missing data.train must fail now, not in each cell
     except FusionlabError as exc:
         raise FusionlabError(f"{where}: {exc}") from None
+    if group == "reference" and not config.model.checkpoint:
+        raise FusionlabError(f"{where}: group 'reference' evaluates a released model as it is: it needs "
+                             f"model.checkpoint (e.g. sam_vit_h_4b8939.pth with preset sam-vit-h)")
     if group in ("fusion", "encoder") and config.model.fusion is None:
         raise FusionlabError(f"{where}: group {group!r} needs a fusion block (model.fusion); use group "
                              f"'baseline' for an RGB-only variant")
@@ -363,7 +377,7 @@ def _config_key(config: RunConfig) -> str:
         data["model"].pop("init_depth_from_rgb")
         data["eval"].pop("drop_depth")
         for name in DEPTH_BRANCH_FIELDS:
-            architecture.pop(name)
+            architecture.pop(name, None)  # a SAM ViT reference model has no depth fields
         train = data["train"]
         train["lr_multipliers"] = {k: v for k, v in train["lr_multipliers"].items() if k not in _DEPTH_ONLY_PARTS}
         train["freeze"] = [part for part in train["freeze"] if part not in _DEPTH_ONLY_PARTS]

@@ -127,7 +127,7 @@ def run_search_trial(store: Store, sweep: SweepConfig, run_id: str, val: ValSet)
 
             result = train(config, folder, progress=False, on_epoch_end=report)
             evaluation = val.evaluate(result.model, config)
-            write_evaluation(folder, evaluation.metrics, evaluation.instances)
+            write_evaluation(folder, evaluation.metrics, evaluation.instances, evaluation.predictions)
             record["metrics"] = numeric_metrics(evaluation.metrics)
             state = TrialState.COMPLETE
         except optuna.TrialPruned as exc:

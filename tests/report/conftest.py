@@ -103,7 +103,8 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
                 missing: Iterable[Cell] = (), with_attribute: bool = True,
                 baseline_latency: Sequence[float] = (1.0, 1.0, 1.0),
                 descriptions: Dict[str, str] | None = None,
-                variants: Sequence[FakeVariant] = VARIANTS, noise: float = NOISE) -> Path:
+                variants: Sequence[FakeVariant] = VARIANTS, noise: float = NOISE,
+                throughput: Optional[Tuple[int, str]] = None) -> Path:
     """Write ``sweep.json``, ``trials.csv`` and ``instances.csv`` files under ``root``.
 
     Args:
@@ -117,6 +118,8 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
             against itself, so it was noisy).
         descriptions: replaces ``sweep.json``'s ``dataset`` / ``eval_dataset`` /
             ``depth_source`` strings.
+        throughput: ``(batch, device)``: write the throughput columns, 100 img/s over the
+            latency ratio; None: leave them out, as sweeps before them did.
     """
     incomplete = incomplete or {}
     rng = np.random.default_rng(1234)
@@ -152,6 +155,9 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
                    "state": "COMPLETE", "params_m": variant.params,
                    "gmacs": variant.gmacs or 2.0 * variant.params, "latency_ratio": latency,
                    "wall_s": 100.0, "error": ""}
+            if throughput is not None:
+                row.update(throughput_ips=100.0 / latency, throughput_batch=throughput[0],
+                           throughput_device=throughput[1])
             if cell in incomplete:
                 row["state"], row["error"] = incomplete[cell]
             else:
@@ -201,6 +207,20 @@ def wide_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
         variant["label"] += " (depth: V2-S, stage 3)"
     (root / "sweep.json").write_text(json.dumps(sweep))
     return make_report(root, n_boot=100)
+
+
+@pytest.fixture(scope="session")
+def throughput_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """The complete fake sweep with throughput measured at batch 8 on a named GPU (12 columns)."""
+    root = write_sweep(tmp_path_factory.mktemp("throughput") / "demo_sweep",
+                       throughput=(8, "NVIDIA H200"))
+    return make_report(root, n_boot=100)
+
+
+@pytest.fixture
+def fusion_variants() -> Tuple[FakeVariant, ...]:
+    """``VARIANTS``, to change and pass to ``sweep_writer(..., variants=...)``."""
+    return VARIANTS
 
 
 @pytest.fixture

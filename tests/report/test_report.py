@@ -2,7 +2,6 @@
 import io
 from dataclasses import replace
 
-import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 

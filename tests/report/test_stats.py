@@ -1,9 +1,10 @@
-"""The paired bootstrap: zero-width CI for a constant shift, calibrated coverage, seed matching."""
+"""The paired bootstrap: zero-width CI for a constant shift, calibrated coverage, seed matching,
+p-values that agree with the CI, and Holm's adjustment."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from fusionlab.report.stats import bootstrap_mean_ci, paired_diffs
+from fusionlab.report.stats import bootstrap_mean_ci, holm_adjust, paired_bootstrap, paired_diffs
 
 
 def test_constant_shift_gives_that_shift_with_zero_width():
@@ -62,3 +63,35 @@ def test_chunked_resampling_gives_the_same_interval(monkeypatch):
     monkeypatch.setattr("fusionlab.report.stats._MAX_DRAWS_PER_CHUNK", 1000)
     chunked = bootstrap_mean_ci(diffs, n_boot=4000, seed=1)
     assert chunked == pytest.approx(whole, abs=0.03)
+
+
+def test_holm_reproduces_the_worked_example():
+    """Holm–Bonferroni's textbook example (Wikipedia, "Holm–Bonferroni method"): of p = 0.01,
+    0.04, 0.03, 0.005 at α = 0.05, H1 and H4 are rejected; R's ``p.adjust(p, "holm")`` gives
+    0.03, 0.06, 0.06, 0.02."""
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert (adjusted < 0.05).tolist() == [True, False, False, True]
+
+
+def test_holm_caps_at_one_and_leaves_comparisons_not_made_out_of_the_family():
+    assert holm_adjust([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+    adjusted = holm_adjust([np.nan, 0.01, 0.04])
+    assert np.isnan(adjusted[0]) and adjusted[1:] == pytest.approx([0.02, 0.04])
+    assert np.isnan(holm_adjust([np.nan])).all() and holm_adjust([]).size == 0
+
+
+def test_p_value_is_never_zero_and_one_without_a_difference():
+    n_boot = 999
+    assert paired_bootstrap(np.full(50, 5.0), n_boot=n_boot).p_value == pytest.approx(2 / 1000)
+    assert paired_bootstrap(np.zeros(50), n_boot=n_boot).p_value == 1.0
+
+
+def test_p_below_005_exactly_where_the_95_ci_excludes_0_up_to_one_resample():
+    n_boot = 2000
+    rng = np.random.default_rng(17)
+    for i in range(100):
+        mean, low, high, p = paired_bootstrap(rng.normal(rng.uniform(0.0, 0.5), 1.0, 60),
+                                              n_boot=n_boot, seed=i)
+        if abs(p - 0.05) > 2.0 / (n_boot + 1):
+            assert (p < 0.05) == (low > 0 or high < 0), (mean, low, high, p)

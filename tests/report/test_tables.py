@@ -10,7 +10,7 @@ import pytest
 
 from fusionlab.report import make_report, tables
 from fusionlab.report.results import load_results
-from fusionlab.report.stats import summarize
+from fusionlab.report.stats import holm_adjust, summarize
 from fusionlab.report.tables import data_name, latex_escape
 
 LABELS = ["RGB only", r"add\_s3", r"gated\_s3", "zero depth"]
@@ -70,7 +70,9 @@ def test_caption_states_seeds_spread_dataset_depth_and_mark(full_report):
     caption = next(line for line in latex.splitlines() if line.startswith(r"\caption{"))
     for fact in (r"mean $\pm$ std (ddof=1) over 3 seeds", r"embedded COCO\_tiny",
                  "Depth Anything V2-S, cached", r"COCO val 5\% split",
-                 r"$^\dagger$: the CI excludes 0", "2000 resamples"):
+                 r"$^\dagger$: $p < 0.05$ after Holm's adjustment over every variant compared "
+                 "with RGB only, controls included (two-sided paired bootstrap p-values)",
+                 "2000 resamples"):
         assert fact in caption
     assert "partial" not in caption.lower()
 
@@ -98,7 +100,7 @@ def test_latex_header_names_the_packages_it_needs(full_report):
                     reason="pdflatex not installed (apt-get install texlive-latex-base "
                            "texlive-latex-recommended)")
 @pytest.mark.parametrize("report", ["full_report", "partial_report", "wide_report",
-                                    "encoder_report"])
+                                    "encoder_report", "throughput_report"])
 @pytest.mark.parametrize("columns", ["onecolumn", "twocolumn"])
 def test_latex_compiles_within_the_text_width(report, columns, request, tmp_path):
     """In a plain one- or two-column article, with only the packages its header names."""
@@ -157,9 +159,9 @@ def test_data_name_keeps_what_is_not_an_absolute_path():
 def test_csv_is_tidy_and_numeric(full_report):
     table = pd.read_csv(full_report.paths["report.csv"])
     assert list(table.columns) == ["variant", "label", "group", "metric", "mean", "std", "n",
-                                   "delta", "ci_low", "ci_high", "significant", "same_reference",
-                                   "gain_kept_pct"]
-    for column in ("mean", "std", "delta", "ci_low", "ci_high"):
+                                   "delta", "ci_low", "ci_high", "p_value", "p_holm",
+                                   "significant", "same_reference", "gain_kept_pct"]
+    for column in ("mean", "std", "delta", "ci_low", "ci_high", "p_value", "p_holm"):
         assert pd.api.types.is_float_dtype(table[column])
     assert pd.api.types.is_integer_dtype(table["n"])
     box = table[table["metric"] == "box_miou"].set_index("variant")
@@ -303,3 +305,88 @@ def test_the_encoder_group_sits_between_fusion_and_control(encoder_report):
         r"timm:mobilenetv3\_small\_050", r"timm:resnet18", "same @256", r"\midrule",
         "shuffled depth"]
     assert "| encoder | shared |" in encoder_report.markdown
+
+
+def _delta_rows(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["delta"].notna()]
+
+
+def test_csv_gives_raw_and_holm_adjusted_p_values_per_metric(full_report):
+    table = pd.read_csv(full_report.paths["report.csv"])
+    rows = _delta_rows(table)
+    assert table.loc[table["delta"].isna(), ["p_value", "p_holm"]].isna().all().all()
+    assert (rows["p_holm"] >= rows["p_value"]).all() and rows["p_value"].gt(0).all()
+    for metric, family in rows.groupby("metric"):  # the 3 variants compared with RGB only
+        assert sorted(family["variant"]) == ["depth_zero", "fusion_add", "fusion_gated"]
+        assert family["p_holm"].to_numpy() == pytest.approx(holm_adjust(family["p_value"]))
+    assert (rows["significant"] == (rows["p_holm"] < 0.05)).all()
+
+
+def test_raw_p_value_agrees_with_the_ci(tmp_path, sweep_writer):
+    """Without Holm, the mark is the CI rule, and p < 0.05 says the same up to one resample."""
+    n_boot = 2000
+    results = load_results(sweep_writer(tmp_path / "s"))
+    rows = _delta_rows(summarize(results, n_boot=n_boot, holm=False))
+    excludes_zero = (rows["ci_low"] > 0) | (rows["ci_high"] < 0)
+    assert (rows["significant"] == excludes_zero).all()
+    clear = (rows["p_value"] - 0.05).abs() > 2.0 / (n_boot + 1)
+    assert ((rows["p_value"] < 0.05) == excludes_zero)[clear].all() and clear.sum() >= len(rows) - 1
+
+
+def test_without_holm_the_caption_says_the_ci_rule_marked_the_delta(tmp_path, sweep_writer):
+    results = load_results(sweep_writer(tmp_path / "s"))
+    summary = summarize(results, n_boot=200, holm=False)
+    rule = "the CI excludes 0 (not adjusted for multiple comparisons)"
+    assert f"†: {rule}" in tables.to_markdown(summary, results, 200, holm=False)
+    latex = tables.to_latex(summary, results, 200, holm=False)
+    assert rf"$^\dagger$: {rule}" in latex and "Holm" not in latex
+
+
+def test_throughput_sits_beside_latency_and_the_caption_names_the_device(throughput_report):
+    latex = throughput_report.paths["table.tex"].read_text()
+    markdown = throughput_report.markdown
+    table = pd.read_csv(throughput_report.paths["report.csv"])
+    assert r"Latency & img/s & $\Delta$ box \\" in latex
+    assert r" & (M) &  & ($\times$RGB) &  & [95\% CI] \\" in latex
+    assert _row(latex, "RGB only")[10] == r"\textbf{100.0}"  # absolute: the fastest is bold
+    assert "| Latency (× RGB) | img/s | Δ box mIoU [95% CI] |" in markdown
+    note = ("img/s: images per second through the encoder(s) and fusion blocks, mean over seeds, "
+            "batch 8 on NVIDIA H200.")
+    assert note in markdown and note in latex and "indicative" not in markdown
+    assert "throughput_ips" in set(table["metric"])
+    assert not {"throughput_batch", "throughput_device"} & set(table["metric"])
+
+
+def test_throughput_measured_on_a_cpu_is_only_indicative(tmp_path, sweep_writer):
+    markdown, _ = _markdown_and_csv(sweep_writer(tmp_path / "s", throughput=(1, "cpu")))
+    assert "batch 1 on cpu (on a CPU, only indicative)." in markdown
+
+
+def test_a_sweep_from_before_throughput_reports_without_it(full_report):
+    for text in (full_report.markdown, full_report.paths["table.tex"].read_text()):
+        assert "img/s" not in text
+
+
+def test_holm_unmarks_a_delta_the_ci_alone_would_mark(tmp_path, sweep_writer, fusion_variants):
+    """gated_s3 at +0.6 IoU points: p = 0.035 on its own, 0.07 among the 3 comparisons."""
+    variants = [replace(v, shift=0.006) if v.name == "fusion_gated" else v for v in fusion_variants]
+    results = load_results(sweep_writer(tmp_path / "s", variants=variants))
+    for holm, marked in ((False, True), (True, False)):
+        summary = summarize(results, n_boot=2000, holm=holm)
+        gated = summary.query("metric == 'box_miou'").set_index("variant").loc["fusion_gated"]
+        assert gated["p_value"] < 0.05 <= gated["p_holm"] and gated["ci_low"] > 0
+        assert bool(gated["significant"]) is marked
+        latex = tables.to_latex(summary, results, 2000, holm=holm)
+        assert _row(latex, LABELS[2])[-1].endswith(r"$^\dagger$") is marked
+        assert _row(latex, LABELS[1])[-1].endswith(r"$^\dagger$")
+
+
+def test_too_few_resamples_for_holm_to_mark_anything_is_said(tmp_path, sweep_writer):
+    results = load_results(sweep_writer(tmp_path / "s"))
+    note = ("with 100 resamples no p-value is below 0.0198, so Holm's adjustment over 3 variants "
+            "marks none: use 120 resamples or more")
+    markdown = tables.to_markdown(summarize(results, n_boot=100), results, 100)
+    assert f"**{note}**" in markdown and "†" not in markdown.split("| Group |")[1]
+    assert "With 100 resamples" in tables.to_latex(summarize(results, n_boot=100), results, 100)
+    enough = tables.to_markdown(summarize(results, n_boot=120), results, 120)
+    assert "resamples or more" not in enough and " †" in enough.split("| Group |")[1]
