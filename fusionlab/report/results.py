@@ -91,7 +91,7 @@ KNOWN_METRICS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_larg
                  "throughput_ips")
 # trials.csv columns that identify a trial or say how it was measured, rather than measure it;
 # named here because numeric ones, or empty ones (read as NaN), would pass for metrics.
-NON_METRIC_COLUMNS = ("trial_id", "seed", "throughput_batch", "throughput_device")
+NON_METRIC_COLUMNS = ("trial_id", "seed", "throughput_batch", "throughput_device", "error")
 
 
 @dataclass(frozen=True)

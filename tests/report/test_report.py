@@ -2,6 +2,7 @@
 import io
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
@@ -20,6 +21,11 @@ def test_default_out_dir_holds_exactly_the_report_files(full_report):
     assert set(full_report.paths) == FILES
     assert {p.name for p in out.iterdir()} == FILES
     assert full_report.paths["report.md"].read_text() == full_report.markdown
+
+
+def test_an_empty_error_column_is_no_metric_of_the_csv(full_report):
+    metrics = set(pd.read_csv(full_report.paths["report.csv"])["metric"])
+    assert "box_miou" in metrics and "error" not in metrics
 
 
 def test_figures_are_real_pdf_and_png(full_report):
