@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from fusionlab.report import plots, qualitative, tables
+from fusionlab.report import curve, plots, qualitative, tables
 from fusionlab.report._write import save_figure, write_text
 from fusionlab.report.results import SweepResults, load_results, require_a_complete_trial
 from fusionlab.report.stats import bootstrap_mean_ci, paired_diffs, summarize
@@ -28,7 +28,8 @@ class Report:
     Attributes:
         paths: file name (``"table.tex"``, ``"report.md"``, ``"report.csv"``, ``"miou.pdf"``,
             ``"miou.png"``, ``"frontier.pdf"``, ``"frontier.png"``, and ``"qualitative.pdf"``,
-            ``"qualitative.png"`` when the trials kept their predictions) -> written path.
+            ``"qualitative.png"`` when the trials kept their predictions, ``"curve.pdf"``,
+            ``"curve.png"`` when the sweep has a numeric axis) -> written path.
         markdown: the text of ``report.md``.
     """
 
@@ -48,7 +49,9 @@ def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
     frontier of each (see :func:`fusionlab.report.plots.frontier_figure`). ``qualitative`` shows,
     from the trials' saved predictions, the instances where a variant gains and loses most
     against RGB only (see :mod:`fusionlab.report.qualitative`); results without predictions
-    get no such figure and a logged line saying why.
+    get no such figure and a logged line saying why. A sweep with a numeric axis (e.g.
+    ``data.train.num_images``) gets ``curve``: box mIoU and its gain over RGB only against the
+    axis (see :mod:`fusionlab.report.curve`), and its table one block per axis value.
 
     Args:
         results_dir: ``results/<name>/`` with ``sweep.json``, ``trials.csv`` and ``trials/``.
@@ -81,6 +84,8 @@ def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
     }
     figures = {"miou": plots.miou_figure(results),
                "frontier": plots.frontier_figure(summary, results)}
+    if results.sweep.axis_key:
+        figures["curve"] = curve.curve_figure(summary, results)
     try:
         figures["qualitative"] = qualitative.qualitative_figure(
             results, summary, qualitative_variant, qualitative_prompt, qualitative_rows, seed)

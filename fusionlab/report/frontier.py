@@ -42,8 +42,9 @@ def variant_points(summary: pd.DataFrame, results: SweepResults) -> pd.DataFrame
         {"delta": float, "ci_low": float, "ci_high": float})
     for cost in COSTS:
         points[cost] = means[cost] if cost in means else float("nan")
-    if box.loc[results.sweep.baseline, "n"] > 0:
-        points.loc[results.sweep.baseline, ["delta", "ci_low", "ci_high"]] = 0.0
+    for baseline in results.sweep.baselines:
+        if box.loc[baseline, "n"] > 0:
+            points.loc[baseline, ["delta", "ci_low", "ci_high"]] = 0.0
     return points
 
 
@@ -85,12 +86,12 @@ def same_reference(variant: Variant, sweep: Sweep) -> Optional[Variant]:
     """The design that differs from ``variant`` only in its depth encoder, or None.
 
     It has ``depth_encoder == "same"`` at full size (``depth_size`` null) and the same fusion,
-    fusion point and depth source; the first in table order if several match.
+    fusion point, depth source and axis value; the first in table order if several match.
     """
-    key = (variant.fusion, variant.fusion_point, variant.depth_source)
+    key = (variant.fusion, variant.fusion_point, variant.depth_source, variant.axis_value)
     return next((v for v in sweep.ordered_variants()
-                 if v.group not in NOT_LIGHT_GROUPS and v.depth_encoder == "same"
-                 and v.depth_size is None and (v.fusion, v.fusion_point, v.depth_source) == key),
+                 if v.group not in NOT_LIGHT_GROUPS and v.depth_encoder == "same" and v.depth_size is None
+                 and (v.fusion, v.fusion_point, v.depth_source, v.axis_value) == key),
                 None)
 
 

@@ -60,7 +60,7 @@ class Trials:
 def check_options(results: SweepResults, variant: Optional[str], prompt: str, rows: Sequence[int]) -> None:
     """Refuse, before anything is written, a variant or prompt the sweep lacks, or bad row counts."""
     sweep_file = results.root / "sweep.json"
-    names = [v.name for v in results.sweep.variants if v.name != results.sweep.baseline]
+    names = [v.name for v in results.sweep.variants if v.name not in results.sweep.baselines]
     if variant is not None and variant not in names:
         raise FusionlabError(f"qualitative variant {variant!r}: not a non-baseline variant of {sweep_file}; "
                              f"expected one of {names}")
@@ -114,7 +114,7 @@ def select_instances(diffs: pd.DataFrame, rows: Sequence[int] = DEFAULT_ROWS, se
 
 def matched_trials(results: SweepResults, variant: str) -> Trials:
     """The first seed of ``sweep.json`` where both ``variant`` and the baseline completed."""
-    done, baseline = results.complete(), results.sweep.baseline
+    done, baseline = results.complete(), results.sweep.baseline_of(variant)
     for seed in results.sweep.seeds:
         ids = [done.loc[(done["variant"] == name) & (done["seed"] == seed), "trial_id"] for name in (variant, baseline)]
         if all(len(trial) for trial in ids):
@@ -150,7 +150,7 @@ def qualitative_figure(results: SweepResults, summary: pd.DataFrame, variant: Op
                             f"{trials.baseline}")
     images = _read_json(trials.variant / IMAGES_FILE)
     truth = _ground_truth(images.get("annotations"), chosen["ann_id"].tolist())
-    label, base = results.sweep.variant(variant).label, results.sweep.variant(results.sweep.baseline).label
+    label, base = results.sweep.variant(variant).label, results.sweep.variant(results.sweep.baseline_of(variant)).label
     figure = _grid(chosen, images, trials.variant, predicted, truth, (base, label))
     figure.suptitle(f"{results.sweep.name}: {label} vs {base}, {prompt} prompt, training seed {trials.seed}")
     counts = chosen["kind"].value_counts()

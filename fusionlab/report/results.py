@@ -4,11 +4,17 @@ The report reads only these files, never a model, so a sweep run on a GPU cluste
 reported on a laptop. ``results/<name>/`` contains:
 
 ``sweep.json``
-    ``{"name": str, "seeds": [int], "baseline": str, "variants": [...], "dataset": str,
-    "eval_dataset": str, "depth_source": str, "prompts": ["box", "click1", "click3"],
-    "total_cells": int}``
+    ``{"name": str, "seeds": [int], "baseline": str, "axis": {...} | null, "variants": [...],
+    "dataset": str, "eval_dataset": str, "depth_source": str,
+    "prompts": ["box", "click1", "click3"], "total_cells": int}``
 
-    - ``baseline``: the variant name of the RGB-only baseline (every Δ is against it).
+    - ``baseline``: the variant name of the RGB-only baseline (every Δ is against it, unless a
+      variant names its own).
+    - ``axis``: ``{"key": "data.train.num_images", "values": [25, 50, 100, 200]}`` when the
+      sweep crossed every variant with the values of one numeric field, else null or absent.
+      Each variant then also has ``"design"`` (its name without the axis value, e.g. ``add``:
+      one line of the curve figure), ``"design_label"``, ``"axis_value"`` (one of ``values``)
+      and ``"baseline"``: the RGB-only variant at the same value, its Δ's reference.
     - ``variants``: ``{"name": str, "group": "baseline" | "fusion" | "encoder" | "control",
       "fusion": str | null, "fusion_point": str | null, "depth_source": str | null,
       "depth_encoder": str | null, "depth_size": int | null, "label": str}``; ``label`` is
@@ -106,6 +112,10 @@ class Variant:
     depth_source: Optional[str] = None
     depth_encoder: Optional[str] = None
     depth_size: Optional[int] = None
+    design: str = ""
+    design_label: str = ""
+    axis_value: Optional[float] = None
+    baseline: Optional[str] = None  # its Δ's reference; None: the sweep's baseline
 
 
 @dataclass(frozen=True)
@@ -121,13 +131,29 @@ class Sweep:
     depth_source: str
     prompts: Tuple[str, ...]
     total_cells: int
+    axis_key: Optional[str] = None
+    axis_values: Tuple[float, ...] = ()
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
 
+    def baseline_of(self, name: str) -> str:
+        """The RGB-only variant that ``name``'s Δ is computed against (itself for a baseline)."""
+        return self.variant(name).baseline or self.baseline
+
+    @property
+    def baselines(self) -> List[str]:
+        """Every variant that is some variant's baseline: one, or one per axis value."""
+        return sorted({self.baseline_of(v.name) for v in self.variants})
+
     def ordered_variants(self) -> List[Variant]:
-        """Variants in table order: by group in ``GROUPS`` order, ``sweep.json`` order within."""
-        return sorted(self.variants, key=lambda v: GROUPS.index(v.group))
+        """Variants in table order: by axis value (in ``axis.values`` order) if any, then by group in
+        ``GROUPS`` order, ``sweep.json`` order within."""
+        return sorted(self.variants, key=lambda v: (self.axis_position(v), GROUPS.index(v.group)))
+
+    def axis_position(self, variant: Variant) -> int:
+        """The index of ``variant``'s axis value in ``axis_values``; 0 without an axis."""
+        return self.axis_values.index(variant.axis_value) if self.axis_key else 0
 
 
 @dataclass
@@ -224,9 +250,11 @@ def _parse_sweep(path: Path) -> Sweep:
         raise FusionlabError(f"{path}: variants: duplicate name(s) {duplicates}; "
                              "expected unique variant names")
     baseline = _key(raw, "baseline", path)
-    if baseline not in names:
-        raise FusionlabError(f"{path}: baseline={baseline!r} is not a variant; "
-                             f"expected one of {names}")
+    for where, name in [("baseline", baseline)] + [(f"variants[{i}].baseline", v.baseline)
+                                                  for i, v in enumerate(variants) if v.baseline]:
+        if name not in names:
+            raise FusionlabError(f"{path}: {where}={name!r} is not a variant; expected one of {names}")
+    axis_key, axis_values = _parse_axis(raw.get("axis"), variants, path)
     return Sweep(
         name=str(_key(raw, "name", path)),
         seeds=tuple(int(s) for s in _key(raw, "seeds", path)),
@@ -237,7 +265,26 @@ def _parse_sweep(path: Path) -> Sweep:
         depth_source=str(_key(raw, "depth_source", path)),
         prompts=tuple(str(p) for p in _key(raw, "prompts", path)),
         total_cells=int(_key(raw, "total_cells", path)),
+        axis_key=axis_key,
+        axis_values=axis_values,
     )
+
+
+def _parse_axis(raw: Any, variants: Tuple[Variant, ...], path: Path) -> Tuple[Optional[str], Tuple[float, ...]]:
+    """``(key, values)`` of ``sweep.json``'s ``axis``, ``(None, ())`` without one; every variant must
+    then sit at one of the values."""
+    if raw is None:
+        return None, ()
+    values = raw.get("values") if isinstance(raw, dict) else None
+    if (not isinstance(raw, dict) or not isinstance(raw.get("key"), str) or not isinstance(values, list)
+            or not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise FusionlabError(f"{path}: axis: expected {{\"key\": \"data.train.num_images\", \"values\": [25, 50]}} "
+                             "(a dotted key and a non-empty list of numbers) or null")
+    for i, variant in enumerate(variants):
+        if variant.axis_value not in values:
+            raise FusionlabError(f"{path}: variants[{i}]: axis_value={variant.axis_value!r}; expected one of "
+                                 f"the axis values {values}")
+    return raw["key"], tuple(values)
 
 
 def _parse_variant(raw: Any, path: Path, index: int) -> Variant:
@@ -255,11 +302,17 @@ def _parse_variant(raw: Any, path: Path, index: int) -> Variant:
     fusion = raw.get("fusion")
     # Sweeps older than the depth-encoder axis always copied the RGB encoder for depth.
     depth_encoder = raw.get("depth_encoder", "same" if fusion else None)
-    return Variant(name=str(raw["name"]), group=group, label=str(raw.get("label") or raw["name"]),
+    axis_value = raw.get("axis_value")
+    if axis_value is not None and (isinstance(axis_value, bool) or not isinstance(axis_value, (int, float))):
+        raise FusionlabError(f"{where}: axis_value={axis_value!r}; expected a number or null")
+    label = str(raw.get("label") or raw["name"])
+    return Variant(name=str(raw["name"]), group=group, label=label,
                    fusion=fusion, fusion_point=raw.get("fusion_point"),
                    depth_source=raw.get("depth_source"),
                    depth_encoder=None if depth_encoder is None else str(depth_encoder),
-                   depth_size=depth_size)
+                   depth_size=depth_size, design=str(raw.get("design") or raw["name"]),
+                   design_label=str(raw.get("design_label") or label), axis_value=axis_value,
+                   baseline=None if raw.get("baseline") is None else str(raw["baseline"]))
 
 
 def _key(raw: Dict[str, Any], key: str, path: Path) -> Any:
@@ -313,7 +366,7 @@ def _baseline_latency_is_one(trials: pd.DataFrame, sweep: Sweep) -> pd.DataFrame
     Only measured values are replaced, so a trial without a latency stays without one.
     """
     if "latency_ratio" in trials.columns:
-        timed = (trials["variant"] == sweep.baseline) & trials["latency_ratio"].notna()
+        timed = trials["variant"].isin(sweep.baselines) & trials["latency_ratio"].notna()
         trials.loc[timed, "latency_ratio"] = 1.0
     return trials
 

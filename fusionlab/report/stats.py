@@ -10,7 +10,9 @@ Seed-to-seed training noise is therefore averaged out, not resampled.
 
 Several variants are compared with one baseline, so the significance mark uses, by default,
 Holm-adjusted p-values (:func:`holm_adjust`): the family of one metric is every variant with a Δ in
-it, controls included, i.e. every comparison with the baseline that its Δ column prints.
+it, controls included, i.e. every comparison with the baseline that its Δ column prints. In a
+sweep with a numeric axis each variant is compared with the baseline at its own axis value, and
+the family spans every value.
 """
 from __future__ import annotations
 
@@ -138,10 +140,10 @@ def summarize(results: SweepResults, n_boot: int = 2000, seed: int = 0,
     """
     box_runs = _box_runs(results)
     attributes = _attributes(box_runs)
-    baseline = results.sweep.baseline
     complete = results.complete()
     rows: List[dict] = []
     for variant in results.sweep.ordered_variants():
+        baseline = results.sweep.baseline_of(variant.name)
         done = complete[complete["variant"] == variant.name]
         runs = box_runs.get(variant.name, {})
         for metric in results.metric_columns():

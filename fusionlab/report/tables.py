@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -142,11 +142,14 @@ def partial_note(results: SweepResults) -> Optional[str]:
 
 
 def baseline_note(results: SweepResults) -> Optional[str]:
-    """Why Δ is missing when the baseline has no complete trial, else None."""
-    if (results.complete()["variant"] == results.sweep.baseline).any():
+    """Why Δ is missing when a baseline has no complete trial, else None."""
+    missing = [b for b in results.sweep.baselines if not (results.complete()["variant"] == b).any()]
+    if not missing:
         return None
-    return (f"no complete trial of the baseline {results.sweep.baseline!r}, "
-            "so no difference to it is computed")
+    names = ", ".join(repr(b) for b in missing)
+    return (f"no complete trial of the baseline {names}, so no difference to it is computed"
+            if len(missing) == 1 else
+            f"no complete trial of the baselines {names}, so no difference to them is computed")
 
 
 def holm_note(summary: pd.DataFrame, n_boot: int) -> Optional[str]:
@@ -194,7 +197,7 @@ def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
         # No gap outside the first and last column (booktabs' advice), so rules end at the text.
         column_format="@{}l" + "c" * (len(headers) - 1) + "@{}",
     )
-    latex = _rule_between_groups(latex, _group_starts(results))
+    latex = _insert_rows(latex, _row_breaks(results, len(headers)))
     latex = latex.replace("\\begin{tabular}", _SHRINK_TO_FIT + "\n\\begin{tabular}", 1)
     notes = _gain_kept_notes(summary, results, _LATEX)
     if notes:
@@ -213,12 +216,16 @@ def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int,
     """
     columns = table_columns(summary, results.sweep.prompts)
     labels, cells, best = _cells(summary, results, columns, _MARKDOWN)
-    starts = set(_group_starts(results)) | {0}
+    blocks = dict(_block_starts(results))
+    starts = set(_group_starts(results)) | set(blocks) | {0}
     groups = [g if i in starts else "" for i, g in enumerate(_row_groups(results))]
     header = (["Group", "Variant"] + [c.markdown for c in columns]
               + ["Δ box mIoU [95% CI]"])
     rows = [[group, label] + [f"**{v}**" if b else v for v, b in zip(row[:-1], flags)]
             + row[-1:] for group, label, row, flags in zip(groups, labels, cells, best)]
+    if results.sweep.axis_key:
+        header.insert(0, _axis_name(results.sweep))
+        rows = [[str(blocks.get(i, ""))] + row for i, row in enumerate(rows)]
     parts = [f"# {results.sweep.name}", _caption(summary, results, n_boot, holm, latex=False)]
     parts += [f"**{note}**" for note in _notes(summary, results, n_boot, holm)]
     parts.append(_markdown_table(header, rows))
@@ -239,11 +246,20 @@ def to_csv(summary: pd.DataFrame, results: SweepResults) -> str:
     variants compared with the baseline in that metric, and ``significant`` the table's mark.
     The ``box_miou`` row of a light variant adds ``same_reference`` (the variant it is
     compared with) and ``gain_kept_pct`` (see :func:`fusionlab.report.frontier.gain_kept`);
-    both are empty elsewhere.
+    both are empty elsewhere. A sweep with a numeric axis adds, after ``group``, ``design`` (the
+    variant without its axis value), a column named by the axis key with the variant's value,
+    and ``baseline`` (the variant its Δ is against).
     """
     kept = frontier.gain_kept(frontier.variant_points(summary, results), results)
     table = summary.join(kept[["same_reference", "gain_kept_pct"]], on="variant")
     table.loc[table["metric"] != "box_miou", ["same_reference", "gain_kept_pct"]] = None
+    sweep = results.sweep
+    if sweep.axis_key:
+        at = table.columns.get_loc("group") + 1
+        for offset, (column, value) in enumerate((("design", lambda v: v.design),
+                                                  (sweep.axis_key, lambda v: v.axis_value),
+                                                  ("baseline", lambda v: sweep.baseline_of(v.name)))):
+            table.insert(at + offset, column, table["variant"].map(lambda n: value(sweep.variant(n))))
     return table.to_csv(index=False)
 
 
@@ -254,7 +270,7 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
     wide = {stat: summary.pivot(index="variant", columns="metric", values=stat).reindex(order)
             for stat in ("mean", "std", "n")}
     # The baseline's ratio to itself is exact: no spread to show, and no candidate for bold.
-    is_baseline = pd.Series(np.array(order) == results.sweep.baseline, index=order)
+    is_baseline = pd.Series(np.isin(order, results.sweep.baselines), index=order)
     ratios = [c.metric for c in columns if c.ratio_to_baseline]
     wide["std"][ratios] = wide["std"][ratios].mask(is_baseline, axis=0)
     n_seeds = len(results.sweep.seeds)
@@ -263,13 +279,19 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
         n_done = int(wide["n"].loc[name, "box_miou"])
         variant = results.sweep.variant(name)
         planned = 1 if variant.group == "reference" else n_seeds  # a released model is evaluated once
-        labels.append(variant.label if n_done >= planned else f"{variant.label} (n={n_done})")
+        # in a block of one axis value, the block's header row gives the value
+        label = variant.design_label if results.sweep.axis_key else variant.label
+        labels.append(label if n_done >= planned else f"{label} (n={n_done})")
     box = summary[summary["metric"] == "box_miou"].set_index("variant")
     cells = [[_mean_std(wide["mean"].loc[name, c.metric], wide["std"].loc[name, c.metric],
                         c, syntax) for c in columns] + [_delta_cell(box.loc[name], syntax)]
              for name in order]
-    best = np.column_stack([_best(wide["mean"][c.metric].mask(is_baseline & c.ratio_to_baseline), c)
-                            for c in columns])
+    blocks = np.array([results.sweep.axis_position(results.sweep.variant(name)) for name in order])
+    best = np.zeros((len(order), len(columns)), dtype=bool)
+    for block in np.unique(blocks):  # best within each axis value's block
+        rows = blocks == block
+        best[rows] = np.column_stack([
+            _best(wide["mean"][c.metric].mask(is_baseline & c.ratio_to_baseline)[rows], c) for c in columns])
     return labels, cells, best
 
 
@@ -278,7 +300,7 @@ def _gain_kept_notes(summary: pd.DataFrame, results: SweepResults, syntax: _Synt
     kept = frontier.gain_kept(frontier.variant_points(summary, results), results)
     if kept.empty:
         return []
-    baseline = syntax.escape(results.sweep.variant(results.sweep.baseline).label)
+    baseline = syntax.escape(results.sweep.variant(results.sweep.baseline).design_label)
     lead = (f"Light depth encoders, each against the {syntax.code.format('same')} encoder (a "
             "full copy of the RGB encoder, at full size) with the same fusion, fusion point and "
             f"depth source; gain: {syntax.delta} box mIoU to {baseline}:")
@@ -370,13 +392,39 @@ def _group_starts(results: SweepResults) -> List[int]:
     return [i for i in range(1, len(groups)) if groups[i] != groups[i - 1]]
 
 
-def _rule_between_groups(latex: str, starts: List[int]) -> str:
-    """Insert ``\\midrule`` before the body rows that start a group."""
+def _axis_name(sweep: Sweep) -> str:
+    """The axis key's last part, ``num_images`` for ``data.train.num_images``."""
+    return str(sweep.axis_key).rsplit(".", 1)[-1]
+
+
+def _block_starts(results: SweepResults) -> List[Tuple[int, float]]:
+    """``(row index, axis value)`` where each axis value's block begins; [] without an axis."""
+    sweep = results.sweep
+    if not sweep.axis_key:
+        return []
+    values = [v.axis_value for v in sweep.ordered_variants()]
+    return [(i, value) for i, value in enumerate(values) if i == 0 or value != values[i - 1]]
+
+
+def _row_breaks(results: SweepResults, width: int) -> Dict[int, List[str]]:
+    """LaTeX lines to put before body rows: a rule where a group begins and, with an axis, a
+    header row naming the value where its block begins."""
+    breaks = {i: [r"\midrule"] for i in _group_starts(results)}
+    for i, value in _block_starts(results):
+        title = latex_escape(f"{_axis_name(results.sweep)} = {value}")
+        breaks[i] = ([r"\midrule"] if i else []) + [rf"\multicolumn{{{width}}}{{@{{}}l}}{{\textit{{{title}}}}} \\"]
+    return breaks
+
+
+def _insert_rows(latex: str, breaks: Dict[int, List[str]]) -> str:
+    """Insert ``breaks[i]`` before body row ``i`` of the tabular."""
     lines = latex.splitlines()
     body = lines.index(r"\midrule") + 1
-    for offset, start in enumerate(starts):
-        lines.insert(body + start + offset, r"\midrule")
-    return "\n".join(lines) + "\n"
+    out = lines[:body]
+    rows = lines[body:]
+    for i, row in enumerate(rows):
+        out += breaks.get(i, []) + [row]
+    return "\n".join(out) + "\n"
 
 
 def _reference_note(sweep: Sweep, delta: str) -> str:
@@ -396,10 +444,12 @@ def _caption(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
     pm, times, delta, mark, pct = ((r"$\pm$", r"$\times$", r"$\Delta$", r"$^\dagger$", r"\%")
                                    if latex else ("±", "×", "Δ", "†", "%"))
     seeds = ", ".join(str(s) for s in sweep.seeds)
-    baseline = esc(sweep.variant(sweep.baseline).label)
+    baseline = esc(sweep.variant(sweep.baseline).design_label)
     dataset, eval_dataset, depth = (esc(data_name(d)) for d in
                                     (sweep.dataset, sweep.eval_dataset, sweep.depth_source))
     controls = ", controls included" if any(v.group == "control" for v in sweep.variants) else ""
+    axis = (f" One block per value of {esc(str(sweep.axis_key))}; each variant is compared with {baseline} "
+            f"at the same value, and bold is the best within a block." if sweep.axis_key else "")
     # In the default (OT1) font encoding, LaTeX prints a text-mode "<" as "¡".
     p_below = rf"$p < {ALPHA:g}$" if latex else f"p < {ALPHA:g}"
     rule = (f"{p_below} after Holm's adjustment over every variant compared with "
@@ -414,7 +464,7 @@ def _caption(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
         f"{delta}: box mIoU minus {baseline} on the same instances and matched seeds, with a "
         f"95{pct} paired bootstrap CI over instances ({n_boot} resamples); "
         f"{mark}: {rule}. Params and GMACs do not vary with the seed. "
-        f"Bold: best per column; for latency, best of the variants other than {baseline}."
+        f"Bold: best per column; for latency, best of the variants other than {baseline}.{axis}"
     )
     if not latex:
         return text

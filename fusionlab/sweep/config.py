@@ -11,12 +11,19 @@ Layout (every key optional but ``base`` in practice)::
       - {name: add, group: fusion, model: {fusion: add}}
       - {name: shuffled, group: control, model: {fusion: add}, depth: {source: shuffled}}
     grid: {model.fusion: [add, concat], model.fusion_point: [neck, stage3]}   # product, generated names
+    # a grid key whose values are all numbers is the sweep's axis: every variant, the baseline
+    # included, runs at each value (variant "add@num_images=25" ...), compared with the baseline there
+    grid: {data.train.num_images: [25, 50, 100, 200]}
     search: {n_trials: 20, params: {train.lr: {low: 1.0e-5, high: 1.0e-3, log: true}}, pruner: median}
     keep_checkpoints: false
     latency: {runs: 10, warmup: 3}
     heartbeat: {interval: 30, grace: 120}
 
 The RGB-only baseline ``rgb_only`` (``model.fusion: null``) is added when not listed.
+A sweep has at most one numeric axis (:class:`Axis`); with one, each design (a listed variant,
+a combination of the grid's other keys, or ``base`` itself when it fuses and nothing else is
+listed) is crossed with the axis values, and each variant is compared with the baseline at its
+own value.
 Every variant's RunConfig is built and its names checked when the file is loaded, so a
 typo fails at once with its YAML path.
 """
@@ -122,7 +129,16 @@ class HeartbeatSection:
 
 @dataclass
 class SweepFile:
-    """The sweep YAML as written (see the module docstring)."""
+    """The sweep YAML as written (see the module docstring).
+
+    ``grid``: dotted key -> list of values. Keys whose values are not all numbers make variants,
+    one per combination (named by their values). A key whose values are all numbers, e.g.
+    ``data.train.num_images: [25, 50, 100, 200]`` or ``train.steps``, is the sweep's *axis*:
+    every variant, the RGB-only baseline included, runs at each value (``add@num_images=25``)
+    and is compared with the baseline at the same value; the report draws ``curve.png`` (box
+    mIoU and its gain against the axis) and gives the table one block per value. One numeric
+    key at most; reference variants cannot be on an axis.
+    """
 
     name: Optional[str] = None
     storage: Optional[str] = None
@@ -138,15 +154,53 @@ class SweepFile:
     heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)
 
 
+@dataclass(frozen=True)
+class Axis:
+    """A numeric field swept for every variant: the x axis of the report's curve figure.
+
+    Attributes:
+        key: the dotted RunConfig key, e.g. ``data.train.num_images`` or ``train.steps``.
+        values: its values, in the order given.
+    """
+
+    key: str
+    values: Tuple[Any, ...]
+
+    @property
+    def short(self) -> str:
+        """The key's last part (``num_images``): it names the variants, ``add@num_images=25``."""
+        return self.key.rsplit(".", 1)[-1]
+
+    def name(self, design: str, value: Any) -> str:
+        return f"{design}@{self.short}={_slug(value)}"
+
+    def summary(self) -> Dict[str, Any]:
+        """The ``sweep.json`` entry: ``{"key": ..., "values": [...]}``."""
+        return {"key": self.key, "values": list(self.values)}
+
+
 @dataclass
 class Variant:
-    """A resolved variant: its RunConfig (``train.seed`` set per cell) and its display data."""
+    """A resolved variant: its RunConfig (``train.seed`` set per cell) and its display data.
+
+    In a sweep with an :class:`Axis`, ``design`` / ``design_label`` name the variant without its
+    axis value (the curve's series), ``axis_value`` is that value and ``baseline`` the RGB-only
+    variant at the same value; without one, ``design`` is the name and ``axis_value`` None.
+    """
 
     name: str
     group: str
     label: str
     config: RunConfig
     key: str  # hash of the config's result-relevant fields; part of every cell key
+    design: str = ""
+    design_label: str = ""
+    axis_value: Any = None
+    baseline: str = BASELINE
+
+    def __post_init__(self) -> None:
+        self.design = self.design or self.name
+        self.design_label = self.design_label or self.label
 
     @property
     def is_reference(self) -> bool:
@@ -161,7 +215,9 @@ class Variant:
                 "fusion_point": architecture.fusion_point if fused else None,
                 "depth_encoder": architecture.depth_encoder if fused else None,
                 "depth_size": architecture.depth_size if fused else None,
-                "depth_source": self.config.depth.source if fused else None, "label": self.label}
+                "depth_source": self.config.depth.source if fused else None, "label": self.label,
+                "design": self.design, "design_label": self.design_label, "axis_value": self.axis_value,
+                "baseline": self.baseline}
 
 
 @dataclass
@@ -198,10 +254,12 @@ class SweepConfig:
     latency: LatencySection
     heartbeat: HeartbeatSection
     overrides: List[str] = field(default_factory=list)  # the ``--set`` items it was loaded with
+    axis: Optional[Axis] = None
 
     @property
     def baseline(self) -> Variant:
-        return next(v for v in self.variants if v.name == BASELINE)
+        """The RGB-only baseline (with an axis: at its first value)."""
+        return next(v for v in self.variants if v.group == "baseline")
 
     def search_variant(self) -> Variant:
         """The variant ``search.variant`` names, else the first one that is not the baseline."""
@@ -237,10 +295,15 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     if base.model.checkpoint and not (path.parent / base.model.checkpoint).is_file():
         raise FusionlabError(f"{path}: base.model.checkpoint: {(path.parent / base.model.checkpoint).resolve()} "
                              f"does not exist (relative paths are read from the sweep file's folder)")
-    variants = _explicit_variants(spec, path) + _grid_variants(spec, path)
-    if not any(v.name == BASELINE for v in variants):
-        variants.insert(0, _variant(spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only",
-                                    f"{path}: {BASELINE} (added baseline)", path))
+    axis = _axis(spec, path)
+    designs = _explicit_variants(spec, path) + _grid_variants(spec, path, axis)
+    if axis is not None and not designs and base.model.fusion:
+        designs = [_design(spec.base, {}, str(base.model.fusion), "fusion", str(base.model.fusion), f"{path}: base",
+                           path)]
+    if not any(v.name == BASELINE for v, _, _ in designs):
+        designs.insert(0, _design(spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only",
+                                  f"{path}: {BASELINE} (added baseline)", path))
+    variants = [v for v, _, _ in designs] if axis is None else _along(axis, designs, spec.base, path)
     names = [v.name for v in variants]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -251,7 +314,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     return SweepConfig(name=name, source=path, storage=storage or spec.storage or f"sqlite:///{results}/study.db",
                        results=results, seeds=spec.seeds, variants=variants, plugins=spec.plugins,
                        search=spec.search, keep_checkpoints=spec.keep_checkpoints, latency=spec.latency,
-                       heartbeat=spec.heartbeat, overrides=list(overrides))
+                       heartbeat=spec.heartbeat, overrides=list(overrides), axis=axis)
 
 
 def _check_lists(spec: SweepFile, path: Path) -> None:
@@ -266,27 +329,55 @@ def _check_lists(spec: SweepFile, path: Path) -> None:
         raise FusionlabError(f"{path}: latency: expected runs >= 1 and warmup >= 0")
 
 
-def _explicit_variants(spec: SweepFile, path: Path) -> List[Variant]:
-    variants = []
+Design = Tuple[Variant, Dict[str, Any], str]
+"""A variant as listed or generated, with its patch of ``base`` and its YAML path: crossed with the axis."""
+
+
+def _explicit_variants(spec: SweepFile, path: Path) -> List[Design]:
+    designs = []
     for i, item in enumerate(spec.variants):
         where = f"{path}: variants[{i}]"
         if not item.name:
             raise FusionlabError(f"{where}.name: missing; every variant needs a name")
         if item.group not in GROUPS:
             raise FusionlabError(f"{where}.group: {item.group!r} is not a group; allowed: {', '.join(GROUPS)}")
+        if "@" in item.name:
+            raise FusionlabError(f"{where}.name: {item.name!r}: '@' is kept for axis values (add@num_images=25)")
         patch = {s: getattr(item, s) for s in SECTIONS if getattr(item, s)}
-        variant = _variant(spec.base, patch, item.name, item.group, item.label or item.name, where, path)
-        if item.name == BASELINE and variant.config.model.fusion is not None:
+        design = _design(spec.base, patch, item.name, item.group, item.label or item.name, where, path)
+        if item.name == BASELINE and design[0].config.model.fusion is not None:
             raise FusionlabError(f"{where}: {BASELINE!r} is the RGB-only baseline; it needs model.fusion: null")
-        variants.append(variant)
-    return variants
+        designs.append(design)
+    return designs
 
 
-def _grid_variants(spec: SweepFile, path: Path) -> List[Variant]:
-    """One variant per combination of the grid's values; RGB-only combinations are the baseline's."""
-    if not spec.grid:
-        return []
-    keys = list(spec.grid)
+def _axis(spec: SweepFile, path: Path) -> Optional[Axis]:
+    """The grid key whose values are all numbers, if any; more than one is refused."""
+    numeric = [k for k, values in spec.grid.items()
+               if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)]
+    if not numeric:
+        return None
+    if len(numeric) > 1:
+        raise FusionlabError(f"{path}: grid: {' and '.join(numeric)} are both numeric; a sweep has one numeric axis "
+                             f"(the x of its curve): keep one in the grid and list the other's values as variants")
+    key = numeric[0]
+    values = tuple(spec.grid[key])
+    if len(set(values)) != len(values):
+        raise FusionlabError(f"{path}: grid.{key}={list(values)}: a value is repeated")
+    for i, item in enumerate(spec.variants):
+        if item.group == "reference":
+            raise FusionlabError(f"{path}: variants[{i}]: a reference variant (a released model, not trained) has "
+                                 f"no place on the axis grid.{key}; evaluate it in a sweep without a numeric grid key")
+        section, _, rest = key.partition(".")
+        if _get_dotted(getattr(item, section, {}) or {}, rest) is not None:
+            raise FusionlabError(f"{path}: variants[{i}]: sets {key}, which grid.{key} sweeps as the axis; "
+                                 f"leave it to the grid")
+    return Axis(key=key, values=values)
+
+
+def _grid_variants(spec: SweepFile, path: Path, axis: Optional[Axis]) -> List[Design]:
+    """One variant per combination of the grid's categorical values; RGB-only ones are the baseline's."""
+    keys = [k for k in spec.grid if axis is None or k != axis.key]
     for key in keys:
         section = key.split(".")[0]
         if section not in SECTIONS or "." not in key:
@@ -294,20 +385,50 @@ def _grid_variants(spec: SweepFile, path: Path) -> List[Variant]:
                                  f"(e.g. model.fusion)")
         if not spec.grid[key]:
             raise FusionlabError(f"{path}: grid.{key}: expected a non-empty list of values")
-    variants = []
+    if not keys:
+        return []
+    designs = []
     for values in itertools.product(*(spec.grid[k] for k in keys)):
         patch: Dict[str, Any] = {}
         for key, value in zip(keys, values):
             set_dotted(patch, key, value)
         name = "_".join(_slug(v) for v in values)
         where = f"{path}: grid ({', '.join(f'{k}={v}' for k, v in zip(keys, values))})"
-        variant = _variant(spec.base, patch, name, "fusion", name, where, path)
-        if variant.config.model.fusion is None:
+        fused = _merge(spec.base, patch).get("model", {}).get("fusion") is not None
+        variant, _, _ = design = _design(spec.base, patch, name, "fusion" if fused else "baseline", name, where, path)
+        if not fused:
             continue
         if variant.config.depth.source in CONTROL_SOURCES:
             variant.group = "control"
-        variants.append(variant)
+        designs.append(design)
+    return designs
+
+
+def _along(axis: Axis, designs: List[Design], base: Dict[str, Any], path: Path) -> List[Variant]:
+    """Every design at every axis value, value by value (so a partial sweep has whole blocks)."""
+    if all(variant.group == "baseline" for variant, _, _ in designs):
+        raise FusionlabError(f"{path}: grid.{axis.key} sweeps only the RGB-only baseline: nothing to compare with "
+                             f"it; add e.g. variants: [{{name: add, model: {{fusion: add}}}}]")
+    section = axis.key.split(".")[0]
+    if section not in SECTIONS:
+        raise FusionlabError(f"{path}: grid.{axis.key}: expected a dotted key under one of {', '.join(SECTIONS)} "
+                             f"(e.g. data.train.num_images)")
+    variants = []
+    for value in axis.values:
+        for design, patch, where in designs:
+            patch = _merge(patch, {})
+            set_dotted(patch, axis.key, value)
+            variant = _variant(base, patch, axis.name(design.name, value), design.group,
+                               f"{design.label}, {axis.short}={value}", f"{where} at {axis.key}={value}", path)
+            variant.design, variant.design_label, variant.axis_value = design.name, design.label, value
+            variant.baseline = axis.name(BASELINE, value)
+            variants.append(variant)
     return variants
+
+
+def _design(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str, label: str, where: str,
+            path: Path) -> Design:
+    return _variant(base, patch, name, group, label, where, path), patch, where
 
 
 def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str, label: str, where: str,
@@ -340,6 +461,15 @@ def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(data, dict):
             raise FusionlabError(f"{dotted}: {key} is not a section")
     data[last] = value
+
+
+def _get_dotted(data: Dict[str, Any], dotted: str) -> Any:
+    """``data[a][b]`` for ``dotted = "a.b"``, or None where a part is missing."""
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
 
 
 def _merge(base: Dict[str, Any], patch: Dict[str, Any]) -> Dict[str, Any]:

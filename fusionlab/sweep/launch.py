@@ -18,7 +18,7 @@ from tqdm import tqdm
 from fusionlab.atomic import remove_leftovers
 from fusionlab.errors import FusionlabError
 from fusionlab.results import SWEEP_FILE, write_json
-from fusionlab.sweep.config import BASELINE, SweepConfig
+from fusionlab.sweep.config import SweepConfig
 from fusionlab.sweep.store import Store, bind_results, existing_study, redact
 from fusionlab.sweep.workers import (assign_devices, cell_states, code_version, log_to_file, pin_device,
                                      run_processes, settled_count, work, worker_process, write_trials_csv)
@@ -126,7 +126,8 @@ def warn_about_old_cells(store: Store, sweep: SweepConfig) -> None:
 def write_sweep_json(sweep: SweepConfig) -> Path:
     """``sweep.json``: the plan and its captions, for the report."""
     base = sweep.baseline.config
-    summary = {"name": sweep.name, "seeds": sweep.seeds, "baseline": BASELINE,
+    summary = {"name": sweep.name, "seeds": sweep.seeds, "baseline": sweep.baseline.name,
+               "axis": sweep.axis.summary() if sweep.axis else None,
                "variants": [v.summary() for v in sweep.variants],
                "dataset": _describe_dataset(base.data.dataset, base.data.train_options()),
                "eval_dataset": _describe_dataset(base.data.eval_dataset or base.data.dataset, base.data.val),

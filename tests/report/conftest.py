@@ -7,6 +7,9 @@ noise. 30 % of the instances are camouflaged. Its sweep.json predates the depth-
 
 ``ENCODER_VARIANTS`` is a depth-encoder ablation: light encoders that keep part of the
 ``same`` encoder's gain at a lower cost, one of them dominated on both cost axes.
+
+``AXIS_VARIANTS`` is a data-efficiency sweep over ``data.train.num_images`` in (25, 50, 100):
+RGB only gains 3 points per doubling, ``add`` is 8, 4 and 0.5 points above it, ``gated`` equal.
 """
 from __future__ import annotations
 
@@ -77,6 +80,22 @@ ENCODER_VARIANTS = (
     _encoder("same_256", "same @256", 0.025, 1.4, 25.0, "same", depth_size=256),
     _encoder("shuffled", "shuffled depth", 0.0, 1.95, 39.0, "same", group="control"),
 )
+AXIS_VALUES = (25, 50, 100)
+ADD_GAIN = {25: 0.08, 50: 0.04, 100: 0.005}
+
+
+def _at(value: int, name: str, group: str, label: str, shift: float) -> FakeVariant:
+    return FakeVariant(f"{name}@num_images={value}", group, f"{label}, num_images={value}", shift,
+                       params=9.8 if group == "baseline" else 19.5,
+                       keys={"design": name, "design_label": label, "axis_value": value,
+                             "baseline": f"rgb_only@num_images={value}"})
+
+
+AXIS_VARIANTS = tuple(
+    variant for i, value in enumerate(AXIS_VALUES)
+    for variant in (_at(value, "rgb_only", "baseline", "RGB only", 0.03 * i),
+                    _at(value, "add", "fusion", "add", 0.03 * i + ADD_GAIN[value]),
+                    _at(value, "gated", "fusion", "gated", 0.03 * i)))
 PROMPT_PENALTY = {"box": 0.0, "click1": 0.15, "click3": 0.08}
 
 Cell = Tuple[str, int]
@@ -104,7 +123,8 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
                 baseline_latency: Sequence[float] = (1.0, 1.0, 1.0),
                 descriptions: Dict[str, str] | None = None,
                 variants: Sequence[FakeVariant] = VARIANTS, noise: float = NOISE,
-                throughput: Optional[Tuple[int, str]] = None) -> Path:
+                throughput: Optional[Tuple[int, str]] = None,
+                axis: Optional[Dict[str, Any]] = None) -> Path:
     """Write ``sweep.json``, ``trials.csv`` and ``instances.csv`` files under ``root``.
 
     Args:
@@ -120,6 +140,8 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
             ``depth_source`` strings.
         throughput: ``(batch, device)``: write the throughput columns, 100 img/s over the
             latency ratio; None: leave them out, as sweeps before them did.
+        axis: ``sweep.json``'s ``axis`` (the variants then carry their ``axis_value`` etc. in
+            ``keys``); None: leave the key out, as sweeps before axes did.
     """
     incomplete = incomplete or {}
     rng = np.random.default_rng(1234)
@@ -137,6 +159,7 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
         "depth_source": "Depth Anything V2-S, cached", "prompts": list(PROMPT_PENALTY),
         "total_cells": len(variants) * len(SEEDS),
         **(descriptions or {}),
+        **({"axis": axis} if axis is not None else {}),
     }
     (root / "sweep.json").write_text(json.dumps(sweep))
     rows = []
@@ -146,7 +169,7 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
             if cell in missing:
                 continue
             trial_id = len(rows)
-            if variant is variants[0]:
+            if variant.group == "baseline":
                 latency = baseline_latency[seed]
             else:
                 latency = (float("nan") if variant.latency is None
@@ -236,6 +259,14 @@ def exact_encoder_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     root = write_sweep(tmp_path_factory.mktemp("exact") / "demo_sweep",
                        variants=ENCODER_VARIANTS, noise=0.0)
     return make_report(root, n_boot=50)
+
+
+@pytest.fixture(scope="session")
+def axis_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """The report of ``AXIS_VARIANTS``: a data-efficiency sweep over 3 training-set sizes."""
+    root = write_sweep(tmp_path_factory.mktemp("axis") / "demo_sweep", variants=AXIS_VARIANTS,
+                       axis={"key": "data.train.num_images", "values": list(AXIS_VALUES)})
+    return make_report(root, n_boot=500)
 
 
 @pytest.fixture(scope="session")

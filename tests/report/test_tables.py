@@ -100,7 +100,7 @@ def test_latex_header_names_the_packages_it_needs(full_report):
                     reason="pdflatex not installed (apt-get install texlive-latex-base "
                            "texlive-latex-recommended)")
 @pytest.mark.parametrize("report", ["full_report", "partial_report", "wide_report",
-                                    "encoder_report", "throughput_report"])
+                                    "encoder_report", "throughput_report", "axis_report"])
 @pytest.mark.parametrize("columns", ["onecolumn", "twocolumn"])
 def test_latex_compiles_within_the_text_width(report, columns, request, tmp_path):
     """In a plain one- or two-column article, with only the packages its header names."""
