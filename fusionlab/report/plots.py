@@ -69,13 +69,21 @@ def frontier_figure(summary: pd.DataFrame, results: SweepResults) -> Figure:
     the designs (every group but controls) that have a Δ and that cost, joins it by a step (the
     best Δ available at that cost or less) and labels it in black; dominated designs are faded
     and labelled in grey. Controls are drawn grey and never join the frontier: they test a
-    hypothesis, they are no design to pick. Error bars are the 95 % CI of Δ; the baseline sits
+    hypothesis, they are no design to pick. In a sweep with a numeric axis, the designs at the
+    axis's last value (e.g. the largest training set). Error bars are the 95 % CI of Δ; the baseline sits
     at Δ = 0. A note under the panels names the variants a panel leaves out and why.
 
     Args:
         summary: the tidy table of :func:`fusionlab.report.stats.summarize`.
     """
     points = frontier.variant_points(summary, results)
+    sweep, where = results.sweep, ""
+    if sweep.axis_key:
+        # one design at several axis values is one cost with several gains: compare designs at the last value
+        last = sweep.axis_values[-1]
+        points = points.loc[[v.name for v in sweep.ordered_variants() if v.axis_value == last]]
+        points["label"] = [sweep.variant(name).design_label for name in points.index]
+        where = f" at {sweep.axis_key.rsplit('.', 1)[-1]} = {last}"
     figure, axes = _figure(width=10.0, ncols=2, height=4.2)
     panels = []
     for ax, cost in zip(axes, frontier.COSTS):
@@ -90,7 +98,7 @@ def frontier_figure(summary: pd.DataFrame, results: SweepResults) -> Figure:
         panels.append((ax, shown, cost))
     figure.legend(handles=_legend_handles(points["group"]), loc="outside right upper",
                   frameon=False)
-    figure.suptitle(f"{results.sweep.name}: gain vs cost (error bars: 95 % CI of Δ)")
+    figure.suptitle(f"{results.sweep.name}: gain vs cost{where} (error bars: 95 % CI of Δ)")
     notes = _left_out_notes(points)
     if notes:
         # A supxlabel is placed by the constrained layout, so the note never covers an axis.

@@ -130,8 +130,9 @@ def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Colum
         # Absolute and machine-bound, unlike the ratio: the caption names the device.
         Column("throughput_ips", ("img/s", ""), "img/s", spread=False),
     ]
-    present = set(summary["metric"])
-    return [c for c in columns if c.metric in present]
+    # a column no trial measured (e.g. latency with ``latency.enabled: false``) would be dashes only
+    measured = set(summary.loc[summary["mean"].notna(), "metric"]) | {_BOX.metric}
+    return [c for c in columns if c.metric in measured]
 
 
 def partial_note(results: SweepResults) -> Optional[str]:
@@ -448,6 +449,9 @@ def _caption(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
     dataset, eval_dataset, depth = (esc(data_name(d)) for d in
                                     (sweep.dataset, sweep.eval_dataset, sweep.depth_source))
     controls = ", controls included" if any(v.group == "control" for v in sweep.variants) else ""
+    timed = "latency_ratio" in {c.metric for c in table_columns(summary, sweep.prompts)}
+    latency = f"; latency relative to {baseline} (1 by definition)" if timed else ""
+    latency_bold = f"; for latency, best of the variants other than {baseline}" if timed else ""
     axis = (f" One block per value of {esc(str(sweep.axis_key))}; each variant is compared with {baseline} "
             f"at the same value, and bold is the best within a block." if sweep.axis_key else "")
     # In the default (OT1) font encoding, LaTeX prints a text-mode "<" as "¡".
@@ -459,12 +463,11 @@ def _caption(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
         f"Ablation {esc(sweep.name)}: mean {pm} std (ddof=1) over {len(sweep.seeds)} seeds "
         f"({seeds}); (n=k) marks a variant with only k completed seeds.{_reference_note(sweep, delta)} "
         f"Trained on {dataset}; evaluated on {eval_dataset}; depth: {depth}. mIoU {times} 100 "
-        f"(S/M/L: small/medium/large objects); latency relative to {baseline} "
-        f"(1 by definition).{_throughput_note(results, esc)} "
+        f"(S/M/L: small/medium/large objects){latency}.{_throughput_note(results, esc)} "
         f"{delta}: box mIoU minus {baseline} on the same instances and matched seeds, with a "
         f"95{pct} paired bootstrap CI over instances ({n_boot} resamples); "
         f"{mark}: {rule}. Params and GMACs do not vary with the seed. "
-        f"Bold: best per column; for latency, best of the variants other than {baseline}.{axis}"
+        f"Bold: best per column{latency_bold}.{axis}"
     )
     if not latex:
         return text
@@ -481,6 +484,8 @@ def _throughput_note(results: SweepResults, escape: Callable[[str], str]) -> str
     if "throughput_ips" not in results.cells.columns:
         return ""
     measured = results.complete().dropna(subset=["throughput_ips"])
+    if measured.empty:
+        return ""
     settings = measured.reindex(columns=["throughput_batch", "throughput_device"]).dropna()
     where = "; ".join(f"batch {int(batch)} on {escape(str(device))}" for batch, device in
                       settings.drop_duplicates().itertuples(index=False))

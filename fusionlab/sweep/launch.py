@@ -129,11 +129,20 @@ def write_sweep_json(sweep: SweepConfig) -> Path:
     summary = {"name": sweep.name, "seeds": sweep.seeds, "baseline": sweep.baseline.name,
                "axis": sweep.axis.summary() if sweep.axis else None,
                "variants": [v.summary() for v in sweep.variants],
-               "dataset": _describe_dataset(base.data.dataset, base.data.train_options()),
-               "eval_dataset": _describe_dataset(base.data.eval_dataset or base.data.dataset, base.data.val),
+               "dataset": _describe_dataset(base.data.dataset, base.data.train_options()) + _per_block(sweep, "data.train"),
+               "eval_dataset": (_describe_dataset(base.data.eval_dataset or base.data.dataset, base.data.val)
+                                + _per_block(sweep, "data.val")),
                "depth_source": _describe_depth(base), "prompts": list(base.eval.prompts),
                "total_cells": len(sweep.cells())}
     return write_json(sweep.results / SWEEP_FILE, summary)
+
+
+def _per_block(sweep: SweepConfig, prefix: str) -> str:
+    """``"; data.train.num_images per block: 25, 50, 100, 200"`` when the axis changes that data, else ""."""
+    axis = sweep.axis
+    if axis is None or not axis.key.startswith(prefix + "."):
+        return ""
+    return f"; {axis.key} per block: {', '.join(str(v) for v in axis.values)}"
 
 
 def _describe_dataset(name: str, options: Dict[str, Any]) -> str:

@@ -1,13 +1,14 @@
 """A sweep with a numeric axis: Δ against the baseline at the same value, one table block per value,
 and the curve figure (conftest.AXIS_VARIANTS: add is +8, +4, +0.5 points at 25, 50, 100 images)."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from fusionlab.errors import FusionlabError
-from fusionlab.report import curve, make_report
+from fusionlab.report import curve, make_report, plots
 from fusionlab.report.results import load_results
 from fusionlab.report.stats import summarize
 
@@ -125,3 +126,22 @@ def test_a_partial_axis_sweep_reports_what_is_done(tmp_path):
     points = curve.curve_points(summarize(load_results(root), n_boot=50), load_results(root))
     assert sorted(set(points["axis_value"])) == [25, 50]
     assert json.loads((root / "sweep.json").read_text())["axis"]["values"] == list(AXIS_VALUES)
+
+
+def test_the_frontier_of_an_axis_sweep_compares_the_designs_at_the_last_value(axis_report):
+    results = load_results(_root(axis_report))
+    figure = plots.frontier_figure(summarize(results, n_boot=50), results)
+    labels = {text.get_text() for text in figure.axes[1].texts}
+    assert labels == {"RGB only", "add", "gated"}
+    assert "at num_images = 100" in figure._suptitle.get_text()
+
+
+def test_columns_no_trial_measured_are_left_out_with_their_caption(tmp_path):
+    nan = float("nan")
+    variants = [replace(v, latency=None) for v in AXIS_VARIANTS]
+    root = write_sweep(tmp_path / "s", variants=variants, baseline_latency=(nan, nan, nan),
+                       axis={"key": "data.train.num_images", "values": list(AXIS_VALUES)})
+    report = make_report(root, n_boot=50)
+    header = next(line for line in report.markdown.splitlines() if line.startswith("| num_images"))
+    assert "Latency" not in header and "GMACs" in header
+    assert "latency relative to" not in report.markdown and "for latency" not in report.markdown

@@ -2,9 +2,15 @@
 by the same protocol as the trained variants, with their costs, and reported beside them."""
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+
 import pandas as pd
 import pytest
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from fusionlab import build_model
 from fusionlab.report import make_report
@@ -38,8 +44,26 @@ def test_reference_rows_are_evaluated_once_without_training_and_reported(sweep, 
 
     report = make_report(released / "results" / "tiny")
     assert "SAM ViT (tiny)" in report.markdown and "EfficientViT-SAM zero-shot" in report.markdown
-    row = next(line for line in report.markdown.splitlines() if "SAM ViT (tiny)" in line)
-    assert f"{sam_vit['params_m']:.2f}" in row and "±" not in row
+    for label, name in (("SAM ViT (tiny)", "sam_vit"), ("EfficientViT-SAM zero-shot", "evit_zero_shot")):
+        row = next(line for line in report.markdown.splitlines() if f"| {label} |" in line)
+        assert f"{trials.loc[name, 'params_m']:.2f}" in row and f"{trials.loc[name, 'gmacs']:.2f}" in row
+        assert "±" not in row
+        _scores_with_cocoeval(released / "results" / "tiny" / "trials" / str(int(trials.loc[name, "trial_id"])))
+
+
+def _scores_with_cocoeval(folder):
+    """Every predictions file of a trial loads with ``COCO.loadRes`` and is scored by ``COCOeval``."""
+    annotations = json.loads((folder / "images.json").read_text())["annotations"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO(annotations)
+        for prompt in ("box", "click1"):
+            predictions = truth.loadRes(str(folder / f"predictions_{prompt}.json"))
+            assert len(predictions.getAnnIds()) == len(truth.getAnnIds())
+            scored = COCOeval(truth, predictions, iouType="segm")
+            scored.evaluate()
+            scored.accumulate()
+            scored.summarize()
+    assert 0.0 <= scored.stats[0] <= 1.0
 
 
 def test_a_reference_without_a_checkpoint_is_refused(sweep, make_sweep, capsys):
