@@ -190,6 +190,7 @@ def cmd_demo_image(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fusionlab.config import load_run_config
+    from fusionlab.distributed import is_main_process
     from fusionlab.evaluate import evaluate, write_result
     from fusionlab.train import DONE_FILE, train
 
@@ -205,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     write_result(folder, evaluation)
     scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))
     summary += f"; {scores}" if scores else ""
-    print(f"{summary}; run folder {folder}")
+    if is_main_process():  # under torchrun, one summary, from the process that wrote the files
+        print(f"{summary}; run folder {folder}")
     return 0
 
 
@@ -214,6 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from fusionlab.atomic import atomic_write_text
     from fusionlab.config import load_run_config
+    from fusionlab.distributed import is_main_process
     from fusionlab.evaluate import evaluate, format_metrics, write_result
 
     config = load_run_config(args.config, args.set or [])
@@ -227,6 +230,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise FusionlabError(f"--out {out} is a file; expected a folder for config.yaml, metrics.json, instances.csv")
     model = config.model.build(args.checkpoint)
     result = evaluate(model, config)
+    if not is_main_process():  # under torchrun, rank 0 writes and prints
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_result(out, result)
@@ -244,6 +249,7 @@ def _default_run_dir(config_path: str) -> Path:
 def cmd_depth(args: argparse.Namespace) -> int:
     from fusionlab.depth.precompute import plan_depth, precompute
 
+    shard = (0, 1) if args.shard is None else _parse_shard(args.shard)
     if args.quiet:
         _quiet_hub_bars()
     jobs = plan_depth(_run_configs(args.config, args.set or []), args.split)
@@ -253,10 +259,22 @@ def cmd_depth(args: argparse.Namespace) -> int:
         return 0
     for job in jobs:
         source, dataset = job.build()
-        counts = precompute(source, dataset, progress=not args.quiet)
-        print(f"{job.split}: {dataset.describe()}: {counts['images']} images, {counts['computed']} computed, "
-              f"{counts['cached']} already cached ({counts['seconds']:.1f} s) by {counts['source']}")
+        counts = precompute(source, dataset, progress=not args.quiet, shard=shard)
+        split, images = job.split, f"{counts['images']} images"
+        if args.shard is not None:
+            split, images = f"{split} (shard {counts['shard']})", f"{images} of {len(dataset)}"
+        print(f"{split}: {dataset.describe()}: {images}, {counts['computed']} computed, {counts['cached']} already "
+              f"cached in {counts['seconds']:.1f} s ({counts['images_per_s']:.2f} images/s computed) by "
+              f"{counts['source']}")
     return 0
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` of ``--shard`` as ``(i, n)``; a one-line error unless ``0 <= i < n``."""
+    index, _, count = text.partition("/")
+    if not (index.isdecimal() and count.isdecimal() and int(index) < int(count)):
+        raise FusionlabError(f"--shard {text}: expected i/n with 0 <= i < n")
+    return int(index), int(count)
 
 
 _SWEEP_KEYS = {"base", "variants", "grid", "seeds", "search", "storage", "heartbeat", "latency", "keep_checkpoints"}
@@ -392,11 +410,16 @@ def _add_depth_parser(sub: argparse._SubParsersAction) -> None:
                                    "Cached maps are kept: run it again to finish an interrupted precompute.",
                        epilog="examples:\n  fusionlab depth ablations/paper.yaml           every depth the "
                               "paper's sweep needs\n  fusionlab depth run.yaml --split val --quiet  one run's "
-                              "validation split, no progress bars")
+                              "validation split, no progress bars\n  CUDA_VISIBLE_DEVICES=1 fusionlab depth "
+                              "ablations/paper.yaml --shard 1/4\n" + " " * 49 + "the second of 4 processes (one per "
+                              "GPU) that fill one cache together")
     p.add_argument("config", help="run config YAML or sweep YAML")
     p.add_argument("--split", action="append", choices=["train", "val"], default=None,
                    help="which split (default: both)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (a sweep's: base.x.y=v)")
+    p.add_argument("--shard", metavar="i/n",
+                   help="only images i, i+n, i+2n, ... of each split: n processes given 0/n ... n-1/n (one per "
+                        "GPU or machine, one cache folder) fill the cache together (default: every image)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (also none from transformers)")
     p.set_defaults(func=cmd_depth)
 
@@ -470,7 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables (LaTeX, Markdown, CSV) and plots of a sweep's results",
                        description="Read results/<name>/ (sweep.json, trials.csv, per-instance IoUs) and write "
-                                   "the report next to it; works on a sweep still running.")
+                                   "the report next to it: table.tex, report.md, report.csv, miou, frontier and "
+                                   "qualitative figures (PDF and PNG), and curve (mIoU against the axis) for a "
+                                   "sweep with a numeric grid key; works on a sweep still running.")
     p.add_argument("results", nargs="?", default="results/fusion", help="results folder (default: results/fusion)")
     p.add_argument("--out", help="output folder (default: <results>/report)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the Δ intervals")

@@ -152,6 +152,13 @@ class TrainSection:
     ``interactive_mask_input`` the previous round's low-res logits are also given as
     ``mask_input`` (SAM does; the click evaluation does not). The step's loss is the mean of
     the 1 + N rounds' losses. 0 rounds trains on the first prompt only.
+
+    Attributes:
+        channels_last: convolution weights, and so activations, in channels-last layout, which
+            GPU convolutions under bf16 prefer (see :mod:`fusionlab.models.speed`).
+        compile: ``torch.compile`` the encoders (RGB backbone and neck, depth encoder), at the
+            first step. Neither option changes the checkpoint's keys or, beyond float rounding,
+            the losses.
     """
 
     epochs: int = 4
@@ -180,6 +187,8 @@ class TrainSection:
     interactive_mask_input: bool = False
     save_checkpoint: bool = True
     log_every: int = 1
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass

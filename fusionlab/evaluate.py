@@ -34,7 +34,7 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -49,6 +49,7 @@ from tqdm import tqdm
 
 from fusionlab.config import RunConfig, resolve_device
 from fusionlab.data.types import Instance, Sample
+from fusionlab.distributed import World, is_main_process, join
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, Predictor
 from fusionlab.models.checkpoint import DepthPreprocessing
@@ -447,6 +448,9 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
         max_images: evaluate the first images only (default ``config.eval.max_images``; None: all).
         depth_source: a depth source already prepared on ``dataset`` (see :func:`eval_depth_source`),
             for callers that evaluate one dataset many times; default: the config's, prepared here.
+
+    Under torchrun the images are shared out over the processes (contiguous shards, each on its
+    own device) and every process returns the whole result, gathered in image order.
     """
     want_box, click_counts = parse_prompts(config.eval.prompts)
     if config.eval.max_detections < 1:
@@ -459,19 +463,23 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     thresholds = tuple(getattr(dataset, "size_thresholds", COCO_SIZE_THRESHOLDS))
     limit = max_images if max_images is not None else config.eval.max_images
     count = len(dataset) if limit is None else min(int(limit), len(dataset))
+    device = resolve_device(config.eval.device, "eval.device")
+    world = join(device)
+    progress = progress and world.is_main
     if depth_source is None:
-        depth_source = eval_depth_source(model, config, dataset, progress)
+        with world.main_first():
+            depth_source = eval_depth_source(model, config, dataset, progress)
     elif not model.has_depth:
         depth_source = None
     predictions = _new_predictions(dataset, depth_source, config.eval.prompts) if config.eval.save_predictions else None
     was_training = model.training
-    model.to(resolve_device(config.eval.device, "eval.device")).eval()
+    model.to(world.device(device)).eval()
     predictor = Predictor(model, None if depth_source is None else DepthPreprocessing.from_source(depth_source))
     rows: List[Dict[str, Any]] = []
     results: List[dict] = []
     image_ids: List[int] = []
     try:
-        for index in tqdm(range(count), desc="eval", unit="img", disable=not progress):
+        for index in tqdm(world.shard(count), desc="eval", unit="img", disable=not progress):
             sample = dataset[index]
             image_ids.append(sample.image_id)
             instances = [inst for inst in sample.instances if inst.area >= 1]
@@ -490,11 +498,30 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     finally:
         predictor.reset_image()
         model.train(was_training)
+    rows, results, image_ids, predictions = _gather(world, rows, results, image_ids, predictions)
     table = _table(rows)
     metrics = {"n_images": float(count), **summarize(table, config.eval.prompts)}
     if detections is not None:
         metrics.update(mask_ap(gt_file, results, image_ids, config.eval.max_detections))
     return EvalResult(metrics=metrics, instances=table, predictions=predictions)
+
+
+def _gather(world: World, rows: List[Dict[str, Any]], results: List[dict], image_ids: List[int],
+            predictions: Optional[Predictions]) -> Tuple[List[Dict[str, Any]], List[dict], List[int],
+                                                         Optional[Predictions]]:
+    """Every process's per-instance rows, detection results, image ids and predictions, in rank order
+    (the image order: the shards are contiguous); in a world of one, these as they are."""
+    if world.size == 1:
+        return rows, results, image_ids, predictions
+    shards = world.gather((rows, results, image_ids, predictions))
+    rows, results, image_ids = ([item for shard in shards for item in shard[part]] for part in range(3))
+    if predictions is not None:
+        kept = [shard[3] for shard in shards]
+        predictions = replace(predictions, entries={prompt: [e for p in kept for e in p.entries[prompt]]
+                                                    for prompt in predictions.entries},
+                              images=[image for p in kept for image in p.images],
+                              depth_previews={k: v for p in kept for k, v in p.depth_previews.items()})
+    return rows, results, image_ids, predictions
 
 
 def _predict_image(predictor: Predictor, instances: List[Instance], want_box: bool, click_counts: List[int],
@@ -554,7 +581,10 @@ def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
 # ---------------------------------------------------------------- fusionlab eval
 def write_result(folder: Path, result: EvalResult) -> None:
     """``metrics.json`` (strict JSON: an empty bucket's NaN becomes null), ``instances.csv`` and, when
-    kept, the predictions files (:func:`fusionlab.results.write_predictions`), atomically."""
+    kept, the predictions files (:func:`fusionlab.results.write_predictions`), atomically. Under
+    torchrun rank 0 alone writes them (every process holds the same result)."""
+    if not is_main_process():
+        return
     write_evaluation(Path(folder), result.metrics, result.instances, result.predictions)
 
 

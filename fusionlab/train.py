@@ -13,6 +13,9 @@ more rounds per step, each adding a correction click per mask (see :func:`predic
 A run folder holds ``config.yaml``, ``train_log.csv``, ``checkpoint.safetensors`` and, written
 last, ``train_done.json``: a folder without it is not a complete run. Everything a run reads
 (options, device, checkpoint, dataset) is checked before the folder is created or touched.
+
+Under torchrun one run trains on K processes with ``batch_size`` as the global batch, as one
+process would (see :mod:`fusionlab.distributed`); rank 0 writes the run folder.
 """
 from __future__ import annotations
 
@@ -41,8 +44,10 @@ from fusionlab.data.prompts import box_from_instance, sample_points
 from fusionlab.data.types import Sample
 from fusionlab.depth import build_depth_source
 from fusionlab.depth.base import DepthSource
+from fusionlab.distributed import SINGLE, RankBatches, World, join, rank_seed
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, save_checkpoint
+from fusionlab.models.speed import apply_speed_options
 
 log = logging.getLogger("fusionlab.train")
 
@@ -386,6 +391,20 @@ def predict_rounds(model: EfficientViTSam, images: torch.Tensor, depths: Optiona
     return rounds
 
 
+class Rounds(nn.Module):
+    """:func:`predict_rounds` of ``model`` as a module's forward: the step's forward pass, which
+    DistributedDataParallel must see to reduce the gradients (see :meth:`World.wrap`)."""
+
+    def __init__(self, model: EfficientViTSam):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, depths: Optional[torch.Tensor], targets: List[Targets],
+                multimask: bool, train: TrainSection, device: torch.device,
+                clicks: Optional[torch.Generator]) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
+        return predict_rounds(self.model, images, depths, targets, multimask, train, device, clicks)
+
+
 def next_prompt(prompt: dict, outputs: Tuple[torch.Tensor, torch.Tensor], target: Targets, prompt_frame: int,
                 train: TrainSection, clicks: torch.Generator) -> dict:
     """One image's prompt for the next round: a correction click per mask appended to its points
@@ -455,24 +474,32 @@ class StepLog:
         self.handle.close()
 
 
-def make_loader(config: RunConfig, model: EfficientViTSam, device: torch.device, progress: bool
-                ) -> Tuple[PromptedImages, torch.utils.data.DataLoader]:
-    """The training split, its depth source (RGB-D models only) and the shuffling loader."""
+def make_loader(config: RunConfig, model: EfficientViTSam, device: torch.device, progress: bool,
+                world: World = SINGLE) -> Tuple[PromptedImages, torch.utils.data.DataLoader]:
+    """The training split, its depth source (RGB-D models only) and the shuffling loader; with
+    several processes, this one's share of each batch (:class:`~fusionlab.distributed.RankBatches`)."""
     train = config.train
     options = config.data.train_options()
-    dataset = build_dataset(config.data.dataset, **options)
-    if len(dataset) == 0:
-        raise FusionlabError(f"data.train: dataset {config.data.dataset!r} with options {options} has no images")
     depth_source = None
-    if model.has_depth:
-        depth_source = build_depth_source(config.depth.source, **config.depth.options)
-        counts = depth_source.prepare(dataset, progress=progress)
-        log.info("depth source %s ready: %s", depth_source.describe(), counts)
+    with world.main_first():
+        dataset = build_dataset(config.data.dataset, **options)
+        if len(dataset) == 0:
+            raise FusionlabError(f"data.train: dataset {config.data.dataset!r} with options {options} has no images")
+        if model.has_depth:
+            depth_source = build_depth_source(config.depth.source, **config.depth.options)
+            counts = depth_source.prepare(dataset, progress=progress)
+            log.info("depth source %s ready: %s", depth_source.describe(), counts)
     items = PromptedImages(dataset, InputFrame(model.image_size), train, depth_source)
-    loader = torch.utils.data.DataLoader(
-        items, batch_size=train.batch_size, shuffle=True, num_workers=train.num_workers, collate_fn=collate,
-        generator=torch.Generator().manual_seed(train.seed), drop_last=False, pin_memory=device.type == "cuda")
-    return items, loader
+    shuffle = torch.Generator().manual_seed(train.seed)
+    loading = dict(num_workers=train.num_workers, collate_fn=collate, generator=shuffle,
+                   pin_memory=device.type == "cuda")
+    if world.size == 1:
+        return items, torch.utils.data.DataLoader(items, batch_size=train.batch_size, shuffle=True, drop_last=False,
+                                                  **loading)
+    # the loader's own shuffling, with the same generator: every process draws the same batches
+    batches = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(items, generator=shuffle),
+                                            train.batch_size, drop_last=False)
+    return items, torch.utils.data.DataLoader(items, batch_sampler=RankBatches(batches, world), **loading)
 
 
 @dataclass
@@ -481,6 +508,9 @@ class Setup:
 
     Attributes:
         steps: optimiser steps to take (see :func:`plan_steps`); epochs: how many they span.
+        forward: the step's forward pass, :class:`Rounds` of ``model`` (in DistributedDataParallel
+            with several processes).
+        world: the processes training the run.
     """
 
     model: EfficientViTSam
@@ -491,6 +521,8 @@ class Setup:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     steps: int
     epochs: int
+    forward: nn.Module
+    world: World = SINGLE
 
 
 def set_up(config: RunConfig, progress: bool) -> Setup:
@@ -499,11 +531,16 @@ def set_up(config: RunConfig, progress: bool) -> Setup:
     train_cfg = config.train
     check_train_section(train_cfg)
     device = resolve_device(train_cfg.device, "train.device")
-    torch.manual_seed(train_cfg.seed)
+    world = join(device)
+    world.check_batch(train_cfg.batch_size)
+    device = world.device(device)
+    torch.manual_seed(train_cfg.seed)  # the same initial weights in every process
     model = build_run_model(config)
-    items, loader = make_loader(config, model, device, progress)
+    items, loader = make_loader(config, model, device, progress, world)
     steps, epochs = plan_steps(train_cfg, len(loader))
     model.to(device)
+    apply_speed_options(model, channels_last=train_cfg.channels_last, compiled=train_cfg.compile)
+    model = world.sync_batch_norm(model, device)
     groups = param_groups(model, train_cfg)
     if not groups:
         raise FusionlabError(f"train.freeze: {train_cfg.freeze} freezes every part of this model; nothing to train")
@@ -515,7 +552,7 @@ def set_up(config: RunConfig, progress: bool) -> Setup:
              "%.2f M parameters, %.2f M trainable", config.model.preset, len(items), config.data.dataset,
              config.depth.source if model.has_depth else "no", steps, epochs, len(loader), device,
              sum(p.numel() for p in model.parameters()) / 1e6, trainable / 1e6)
-    return Setup(model, device, items, loader, optimizer, scheduler, steps, epochs)
+    return Setup(model, device, items, loader, optimizer, scheduler, steps, epochs, world.wrap(Rounds(model)), world)
 
 
 def open_run_folder(run_dir: Path, config: RunConfig) -> None:
@@ -545,28 +582,34 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
     """
     setup = set_up(config, progress)
     run_dir = Path(run_dir)
-    open_run_folder(run_dir, config)
-    step_log = StepLog(run_dir / "train_log.csv")
+    main = setup.world.is_main  # under torchrun, rank 0 alone writes the run folder
+    if main:
+        open_run_folder(run_dir, config)
+    step_log = StepLog(run_dir / "train_log.csv") if main else None
     try:
-        steps, loss_value, wall_s = run_steps(setup, config.train, step_log, progress, on_epoch_end)
+        steps, loss_value, wall_s = run_steps(setup, config.train, step_log, progress and main, on_epoch_end)
     finally:
-        step_log.close()
-    checkpoint = None
-    if config.train.save_checkpoint:
-        checkpoint = save_checkpoint(setup.model, run_dir / "checkpoint.safetensors",
-                                     depth_source=setup.items.depth_source)
-    atomic_write_text(run_dir / DONE_FILE, json.dumps(
-        {"steps": steps, "final_loss": loss_value, "wall_s": round(wall_s, 3)}, indent=2))
+        if step_log is not None:
+            step_log.close()
+    checkpoint = run_dir / "checkpoint.safetensors" if config.train.save_checkpoint else None
+    if main and checkpoint is not None:
+        save_checkpoint(setup.model, checkpoint, depth_source=setup.items.depth_source)
+    if main:
+        atomic_write_text(run_dir / DONE_FILE, json.dumps(
+            {"steps": steps, "final_loss": loss_value, "wall_s": round(wall_s, 3)}, indent=2))
     log.info("trained %d steps in %.1f s; final loss %.4f", steps, wall_s, loss_value)
     return TrainResult(model=setup.model, steps=steps, final_loss=loss_value, wall_s=wall_s, checkpoint=checkpoint)
 
 
-def run_steps(setup: Setup, train: TrainSection, step_log: StepLog, progress: bool,
+def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], progress: bool,
               on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]]) -> Tuple[int, float, float]:
     """The loop over epochs and batches until ``setup.steps``; returns ``(steps taken, last loss,
-    seconds)``. Raises :class:`TrainingDiverged` on a NaN or infinite loss."""
-    step_rng = np.random.default_rng([train.seed, 1])  # multimask draws, one per step
-    clicks = torch.Generator(setup.device).manual_seed(train.seed) if train.interactive_rounds else None
+    seconds)``, the loss of the global batch. Raises :class:`TrainingDiverged` on a NaN or infinite
+    loss. ``step_log``: None in the processes that do not write the run folder."""
+    step_rng = np.random.default_rng([train.seed, 1])  # multimask draws, one per step: alike in every process
+    clicks = None
+    if train.interactive_rounds:
+        clicks = torch.Generator(setup.device).manual_seed(rank_seed(train.seed, setup.world))
     bar = tqdm(total=setup.steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     step, images_seen, loss_value, start = 0, 0, float("nan"), time.perf_counter()
     try:
@@ -576,7 +619,7 @@ def run_steps(setup: Setup, train: TrainSection, step_log: StepLog, progress: bo
             for images, depths, targets in itertools.islice(setup.loader, setup.steps - step):
                 multimask = bool(step_rng.random() < train.multimask_prob)
                 losses = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
-                                    setup.device, clicks)
+                                    setup.device, clicks, world=setup.world, forward=setup.forward)
                 loss_value = losses["loss"]
                 if not math.isfinite(loss_value):
                     raise TrainingDiverged(
@@ -585,10 +628,10 @@ def run_steps(setup: Setup, train: TrainSection, step_log: StepLog, progress: bo
                 lr = train.lr * lr_factor(step, setup.steps, train.warmup_steps)
                 setup.scheduler.step()
                 step += 1
-                if step % train.log_every == 0 or step == setup.steps:
+                if step_log is not None and (step % train.log_every == 0 or step == setup.steps):
                     step_log.write(step=step, epoch=epoch, lr=lr, seconds=round(time.perf_counter() - start, 4),
                                    **losses)
-                images_seen += len(targets)
+                images_seen += len(targets) * setup.world.size
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
             if on_epoch_end is not None:
@@ -600,28 +643,45 @@ def run_steps(setup: Setup, train: TrainSection, step_log: StepLog, progress: bo
 
 def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                depths: Optional[torch.Tensor], targets: List[Targets], multimask: bool, train: TrainSection,
-               device: torch.device, clicks: Optional[torch.Generator]) -> Dict[str, float]:
-    """One optimiser step on a batch; returns the step's ``loss``, ``bce``, ``dice`` and ``iou_mse``
-    (means over the interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks).
+               device: torch.device, clicks: Optional[torch.Generator], *, world: World = SINGLE,
+               forward: Optional[nn.Module] = None) -> Dict[str, float]:
+    """One optimiser step on a batch (this process's share of it with several processes); returns
+    the step's ``loss``, ``bce``, ``dice`` and ``iou_mse`` over the global batch (means over the
+    interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks).
 
-    Images without any mask are left out of the forward: they would carry no loss. A
-    batch with no mask at all takes no step and reports zeros.
+    ``forward`` runs the step's forward pass: :attr:`Setup.forward` (in DistributedDataParallel with
+    several processes); default :class:`Rounds` of ``model``. Images without any mask are left
+    out of the forward: they would carry no loss. A global batch with no mask at all takes
+    no step and reports zeros. A process whose share holds no mask while others' do still runs
+    one image, with a blank target and a zero weight: every process takes part in every step.
     """
+    forward = forward if forward is not None else Rounds(model)
     keep = [i for i, t in enumerate(targets) if t.masks.shape[0]]
-    if not keep:
+    masks = sum(targets[i].masks.shape[0] for i in keep)
+    total = world.sum(masks, device)
+    if not total:
         return {"loss": 0.0, "bce": 0.0, "dice": 0.0, "iou_mse": 0.0}
-    targets = [targets[i] for i in keep]
+    if keep:
+        targets = [targets[i] for i in keep]
+    else:  # its BatchNorm statistics still count in this step, where one process would leave the image out
+        keep, targets = [0], [blank_target(targets[0])]
     images = images[keep].to(device, non_blocking=True)
     depths = depths[keep].to(device, non_blocking=True) if depths is not None else None
     with autocast(device, train.precision):
-        rounds = predict_rounds(model, images, depths, targets, multimask, train, device, clicks)
-    losses = rounds_loss(rounds, targets, train)
-    loss_value = losses["loss"].item()
-    if not math.isfinite(loss_value):
-        return {"loss": loss_value, "bce": float("nan"), "dice": float("nan"), "iou_mse": float("nan")}
+        rounds = forward(images, depths, targets, multimask, train, device, clicks)
+    loss, values = world.reduce_losses(rounds_loss(rounds, targets, train), masks, total)
+    if not math.isfinite(values["loss"]):
+        return {"loss": values["loss"], "bce": float("nan"), "dice": float("nan"), "iou_mse": float("nan")}
     optimizer.zero_grad(set_to_none=True)
-    losses["loss"].backward()
-    if train.grad_clip > 0:
+    loss.backward()
+    if train.grad_clip > 0:  # on the gradients reduced over the processes: the global batch's norm
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], train.grad_clip)
     optimizer.step()
-    return {name: value.item() for name, value in losses.items()}
+    return values
+
+
+def blank_target(target: Targets) -> Targets:
+    """A target of one empty mask prompted by a box, for an image that has none (see :func:`train_step`)."""
+    size = target.masks.shape[-1]
+    return Targets(torch.zeros((1, size, size), dtype=torch.bool), torch.tensor([[0.0, 0.0, 1.0, 1.0]]), None,
+                   target.input_size)

@@ -21,3 +21,15 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip(f"conformance references not found at {REFERENCE_DIR} (they live in ../shared beside the checkout)")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    """One thread, and the synthetic scenes generated into a private cache, for a module's tests
+    (``pytestmark = pytest.mark.usefixtures("small_world")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FUSIONLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+    torch.set_num_threads(threads)

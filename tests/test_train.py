@@ -19,15 +19,7 @@ from fusionlab.train import (Targets, TrainingDiverged, build_run_model, correct
                              part_modules, train)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def small_world(tmp_path_factory):
-    """One thread, and the synthetic scenes generated into a private cache."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FUSIONLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("small_world")
 
 
 def tiny_config(fusion=None, num_images=4, **train) -> RunConfig:

@@ -33,7 +33,8 @@ class DepthSource:
 
     Lifecycle: ``prepare(dataset)`` once per dataset split (fills caches, fixes permutations),
     then ``source(sample, index)`` for each image, ``index`` being the sample's position in
-    that split. A subclass implements :meth:`raw_map` and :meth:`options`; the shared
+    that split. ``fill(dataset)`` fills a cache ahead of runs instead (``fusionlab depth``).
+    A subclass implements :meth:`raw_map` and :meth:`options`; the shared
     post-processing of :mod:`fusionlab.depth.normalize` turns its raw map into the output.
 
     Args:
@@ -53,6 +54,12 @@ class DepthSource:
     def prepare(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
         """Get ready for ``dataset`` (one split); returns counts of maps it wrote to / found in a cache."""
         return {"images": len(dataset), "computed": 0, "cached": 0}
+
+    def fill(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
+        """Fill the cache for ``dataset`` ahead of runs; counts as :meth:`prepare`, which it is for a
+        source with no cache (one with a cache overrides it to skip the note that :meth:`prepare`
+        logs when it computes maps during a run)."""
+        return self.prepare(dataset, progress)
 
     def raw_map(self, sample: Sample, index: int) -> Tuple[np.ndarray, str]:
         """The raw ``(H, W)`` map of kind ``self.raw`` and a description of its origin for errors."""

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -20,6 +22,8 @@ from fusionlab.errors import FusionlabError
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEVICES = ("auto", "cpu", "cuda")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+log = logging.getLogger("fusionlab.depth")
 
 
 @register_depth_source("depth_anything")
@@ -75,6 +79,7 @@ class DepthAnythingDepth(DepthSource):
         self.cache = DepthCache(Path(cache_dir) if cache_dir else default_cache_dir(), "depth_anything",
                                 self.cache_recipe(), long_side=self.cache_long_side)
         self.model: Optional[torch.nn.Module] = None
+        self.noted_inline = False
 
     def load_processor(self) -> Any:
         from transformers import AutoImageProcessor
@@ -104,11 +109,23 @@ class DepthAnythingDepth(DepthSource):
         return f"Depth Anything {Path(self.model_ref).name} (input {side}, {self.output}, {self.normalize})"
 
     def prepare(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
-        """Predict and cache every image of ``dataset`` not cached yet; counts computed and cached maps."""
+        """Get ready for a run on ``dataset``: predict and cache every image not cached yet (logging
+        once that ``fusionlab depth`` does that ahead); counts computed and cached maps."""
+        return self.predict_missing(dataset, progress, during_run=True)
+
+    def fill(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
+        return self.predict_missing(dataset, progress, during_run=False)
+
+    def predict_missing(self, dataset: Any, progress: bool, during_run: bool) -> Dict[str, int]:
+        """Predict and cache, ``batch_size`` at a time, the maps of ``dataset`` not cached yet.
+
+        An interrupted call loses at most the batch it was predicting: every map is written whole
+        (see :mod:`fusionlab.depth.cache`), so the next call skips those already written.
+        """
         computed = cached = 0
         pending: List[Tuple[Sample, Path]] = []
-        bar = tqdm(total=len(dataset), desc=self.cache.folder.name, unit="img", disable=not progress)
-        with bar:
+        start = time.perf_counter()
+        with tqdm(total=len(dataset), desc=self.cache.folder.name, unit="img", disable=not progress) as bar:
             for index in range(len(dataset)):
                 sample = dataset[index]
                 path = self.cache.path(sample)
@@ -116,12 +133,24 @@ class DepthAnythingDepth(DepthSource):
                     cached += 1
                     bar.update(1)
                 else:
+                    if during_run:
+                        self.note_inline()
                     pending.append((sample, path))
                 if len(pending) == self.batch_size or (pending and index == len(dataset) - 1):
                     computed += self.compute_and_store(pending)
                     bar.update(len(pending))
                     pending = []
+                rate = computed / (time.perf_counter() - start)
+                bar.set_postfix_str(f"{computed} computed at {rate:.2f} images/s, {cached} cached", refresh=False)
         return {"images": len(dataset), "computed": computed, "cached": cached}
+
+    def note_inline(self) -> None:
+        """Log, once per source, that maps missing from the cache are predicted during the run."""
+        if not self.noted_inline:
+            self.noted_inline = True
+            log.info("depth_anything: maps missing from the cache %s are predicted now, during the run; "
+                     "`fusionlab depth CONFIG` fills the cache first (on n GPUs or machines at once with "
+                     "--shard i/n)", self.cache.folder)
 
     def compute_and_store(self, pending: List[Tuple[Sample, Path]]) -> int:
         """Predict the ``(sample, cache path)`` pairs in one pass and write their maps; returns how many."""
@@ -133,6 +162,7 @@ class DepthAnythingDepth(DepthSource):
         path = self.cache.path(sample)
         raw = self.cache.load(path, sample.image.shape[:2])
         if raw is None:
+            self.note_inline()
             raw = self.cache.save(path, self.predict([sample.image])[0])
         return raw, f"Depth Anything map of image {sample.file_name!r} ({path})"
 

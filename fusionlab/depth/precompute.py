@@ -1,12 +1,19 @@
-"""Fill depth sources' caches ahead of training and evaluation (``fusionlab depth CONFIG``)."""
+"""Fill depth sources' caches ahead of training and evaluation (``fusionlab depth CONFIG``).
+
+A split can be shared out: :class:`DatasetShard` ``i/n`` holds images ``i, i + n, i + 2n, ...``,
+so ``n`` processes (one per GPU or machine) given ``0/n`` ... ``n-1/n`` and one cache folder fill
+it together, each image once. Maps already cached are skipped, so a rerun resumes.
+"""
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
-from fusionlab.depth.base import DepthSource
+from fusionlab.data.types import Sample
+from fusionlab.depth.base import DEPTH_SOURCES, DepthSource
+from fusionlab.errors import FusionlabError
 
 
 @dataclass(frozen=True)
@@ -33,12 +40,14 @@ def plan_depth(configs: Iterable[Any], splits: Sequence[str] = ("train", "val"))
 
     ``configs`` are :class:`fusionlab.config.RunConfig` objects (a run, or every variant of a sweep).
     RGB-only runs need none; a run evaluated with ``eval.drop_depth`` needs none for ``val``; an
-    eval-only config (no ``data.train`` where its dataset needs options) none for ``train``.
+    eval-only config (no ``data.train`` where its dataset needs options) none for ``train``. A
+    wrapping source (``shuffled``) needs its inner source's maps: the job is the inner source's.
     """
     jobs: Dict[DepthJob, None] = {}
     for config in configs:
         if config.model.fusion is None:
             continue
+        source, source_options = innermost_source(config.depth.source, config.depth.options)
         for split in splits:
             if split == "val" and config.eval.drop_depth:
                 continue
@@ -46,29 +55,70 @@ def plan_depth(configs: Iterable[Any], splits: Sequence[str] = ("train", "val"))
             if options is None:
                 continue
             dataset = config.data.eval_dataset if split == "val" and config.data.eval_dataset else config.data.dataset
-            jobs[DepthJob(config.depth.source, json.dumps(config.depth.options, sort_keys=True), dataset,
+            jobs[DepthJob(source, json.dumps(source_options, sort_keys=True), dataset,
                           json.dumps(options, sort_keys=True), split)] = None
     return list(jobs)
 
 
+def innermost_source(name: str, options: Dict[str, Any]) -> Tuple[str, Dict[str, Any]]:
+    """``(name, options)`` of the source whose maps ``name`` passes on: itself, or for a source whose
+    class sets ``wraps`` (``shuffled``), the source its ``wraps`` option names, with the options the
+    wrapper does not know (as the registry checks them). A wrapper only rearranges maps at run time,
+    so preparing it would scan the split again, and fail on a shard too small to shuffle."""
+    known = DEPTH_SOURCES.options(name)
+    wrapped = getattr(DEPTH_SOURCES.get(name), "wraps", None)
+    if wrapped not in known:
+        return name, options
+    inner = options.get(wrapped, known[wrapped].default)
+    return innermost_source(inner, {k: v for k, v in options.items() if k not in known})
+
+
 def _train_options(config: Any) -> Any:
     """The training split's options, or None for an eval-only config."""
-    from fusionlab.errors import FusionlabError
-
     try:
         return config.data.train_options()
     except FusionlabError:
         return None
 
 
-def precompute(source: DepthSource, dataset: Any, progress: bool = True) -> Dict[str, Any]:
-    """Run ``source.prepare(dataset)`` and report what it did.
+class DatasetShard:
+    """Images ``index, index + count, index + 2 count, ...`` of ``dataset``: one of ``count`` disjoint
+    shares that together hold every image, with the interface depth sources prepare on."""
 
-    Returns ``{"source", "dataset", "images", "computed", "cached", "seconds", "config"}``:
-    ``computed`` maps were predicted and written to the cache now, ``cached`` were already
-    there (both 0 for sources that compute on the fly).
+    def __init__(self, dataset: Any, index: int, count: int):
+        if not 0 <= index < count:
+            raise FusionlabError(f"shard {index}/{count}: expected index/count with 0 <= index < count")
+        self.dataset = dataset
+        self.name = dataset.name
+        self.label = f"{index}/{count}"
+        self.positions = range(index, len(dataset), count)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset[self.positions[index]]
+
+    def describe(self) -> str:
+        return f"{self.dataset.describe()}, shard {self.label}"
+
+
+def precompute(source: DepthSource, dataset: Any, progress: bool = True, shard: Tuple[int, int] = (0, 1)
+               ) -> Dict[str, Any]:
+    """Run ``source.fill`` on ``dataset``, or on its :class:`DatasetShard` ``shard = (index, count)``,
+    and report what it did.
+
+    Returns ``{"source", "dataset", "images", "computed", "cached", "seconds", "images_per_s",
+    "shard", "config"}``: ``images`` are those of the shard (all when ``count`` is 1), ``computed``
+    maps were predicted and written to the cache now at ``images_per_s`` (over ``seconds``, model
+    loading included), ``cached`` were already there (both 0 for sources that compute on the fly);
+    ``shard`` is ``"index/count"``.
     """
+    index, count = shard
+    part = dataset if (index, count) == (0, 1) else DatasetShard(dataset, index, count)
     start = time.perf_counter()
-    counts = source.prepare(dataset, progress=progress)
-    return {"source": source.describe(), "dataset": dataset.name, **counts,
-            "seconds": round(time.perf_counter() - start, 3), "config": source.config()}
+    counts = source.fill(part, progress=progress)
+    seconds = time.perf_counter() - start
+    return {"source": source.describe(), "dataset": dataset.name, **counts, "seconds": round(seconds, 3),
+            "images_per_s": round(counts["computed"] / seconds, 3) if seconds > 0 else 0.0,
+            "shard": f"{index}/{count}", "config": source.config()}

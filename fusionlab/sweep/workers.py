@@ -31,6 +31,7 @@ from fusionlab.sweep.store import STALE_ERROR, Store, cell_trials, claim, fail_s
 log = logging.getLogger("fusionlab.sweep")
 
 STALE_RETRIES = 2
+WAIT_POLL_S = 1.0  # how often a worker with nothing to claim looks again (a cell finished or went stale)
 OnTrial = Callable[[Cell, Dict[str, Any]], None]
 
 
@@ -93,7 +94,8 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
                 line = waiting_line(held, sweep.heartbeat.grace)
                 log.info(line)
                 say(line)
-            time.sleep(sweep.heartbeat.interval)
+            # polled often, so that the launch ends as soon as the last held cell does
+            time.sleep(min(sweep.heartbeat.interval, WAIT_POLL_S))
             continue
         waited = None
         cell = todo[rng.randrange(min(len(todo), 4))] if spread else todo[0]

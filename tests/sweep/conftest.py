@@ -17,8 +17,9 @@ TINY_BASE: Dict[str, Any] = {
 
 
 def tiny_sweep(**keys: Any) -> Dict[str, Any]:
-    """A sweep mapping on :data:`TINY_BASE`: RGB-only and ``add``, seeds 0 and 1, fast heartbeats."""
-    sweep = {"name": "tiny", "seeds": [0, 1], "heartbeat": {"interval": 1, "grace": 3},
+    """A sweep mapping on :data:`TINY_BASE`: RGB-only and ``add``, seeds 0 and 1, fast heartbeats (a cell
+    silent for 10 s is stale: short for the tests, long enough for a loaded 2-core CI machine)."""
+    sweep = {"name": "tiny", "seeds": [0, 1], "heartbeat": {"interval": 1, "grace": 10},
              "latency": {"runs": 2, "warmup": 1}, "base": TINY_BASE,
              "variants": [{"name": "add", "group": "fusion", "model": {"fusion": "add"}}]}
     sweep.update(keys)

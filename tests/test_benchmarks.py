@@ -1,0 +1,25 @@
+"""``benchmarks/throughput.py --tiny`` (cut down further) prints its three tables with their columns."""
+import importlib.util
+from pathlib import Path
+
+import torch
+
+THROUGHPUT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+
+
+def test_tiny_throughput_prints_the_training_depth_and_data_tables(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FUSIONLAB_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("throughput", THROUGHPUT)
+    throughput = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throughput)
+
+    throughput.main(["--tiny", "--device", "cpu", "--threads", str(torch.get_num_threads()), "--variants", "rgb",
+                     "--steps", "1", "--da-size", "28", "--data-steps", "3"])
+
+    lines = capsys.readouterr().out.splitlines()
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] if line.startswith("|") else None for line in lines]
+    for columns, rows in ((throughput.TRAIN_COLUMNS, 1), (throughput.DEPTH_COLUMNS, 1), (throughput.DATA_COLUMNS, 1)):
+        header = cells.index(list(columns))
+        body = cells[header + 2:header + 2 + rows]
+        assert all(row is not None and len(row) == len(columns) and all(row) for row in body), body
+        assert cells[header + 2 + rows:header + 3 + rows] in ([], [None])  # and the table ends there
