@@ -21,7 +21,8 @@ from fusionlab.results import SWEEP_FILE, write_json
 from fusionlab.sweep.config import SweepConfig
 from fusionlab.sweep.store import Store, bind_results, existing_study, redact
 from fusionlab.sweep.workers import (assign_devices, cell_states, code_version, log_to_file, pin_device,
-                                     run_processes, settled_count, work, worker_process, write_trials_csv)
+                                     redraw_interval, run_processes, settled_count, work, worker_process,
+                                     write_trials_csv)
 
 log = logging.getLogger("fusionlab.sweep")
 
@@ -77,7 +78,7 @@ def run_sweep(sweep: SweepConfig, workers: Optional[int] = 1, progress: bool = T
              "beating for %d s is run again", sweep.name, len(cells), done, workers,
              ", ".join(d or "the configured device" for d in assigned), redact(sweep.storage), sweep.heartbeat.grace)
     bar = tqdm(total=len(cells), initial=done, desc=f"sweep {sweep.name}", unit="cell", dynamic_ncols=True,
-               disable=not progress)
+               disable=not progress, mininterval=redraw_interval())
 
     def follow(*_: Any) -> None:
         bar.update(max(0, settled_count(store, sweep, run_id) - bar.n))

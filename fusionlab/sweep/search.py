@@ -38,7 +38,7 @@ from fusionlab.sweep.cell import trial_log
 from fusionlab.sweep.config import SweepConfig, set_dotted
 from fusionlab.sweep.launch import open_results
 from fusionlab.sweep.store import Store, fail_stale, heartbeat
-from fusionlab.sweep.workers import in_worker, run_processes
+from fusionlab.sweep.workers import in_worker, redraw_interval, run_processes
 
 log = logging.getLogger("fusionlab.sweep")
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -186,7 +186,8 @@ def run_search(sweep: SweepConfig, workers: int = 1, progress: bool = True) -> S
         raise FusionlabError(f"--workers {workers}: expected at least 1")
     store = open_results(sweep)
     bar = tqdm(total=sweep.search.n_trials, initial=min(_counted(store), sweep.search.n_trials),
-               desc=f"search {sweep.name}", unit="trial", dynamic_ncols=True, disable=not progress)
+               desc=f"search {sweep.name}", unit="trial", dynamic_ncols=True, disable=not progress,
+               mininterval=redraw_interval())
     run_id = uuid.uuid4().hex
     try:
         if workers == 1:

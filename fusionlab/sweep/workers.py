@@ -35,6 +35,12 @@ WAIT_POLL_S = 1.0  # how often a worker with nothing to claim looks again (a cel
 OnTrial = Callable[[Cell, Dict[str, Any]], None]
 
 
+def redraw_interval() -> float:
+    """Seconds between redraws of a sweep's progress bar: tqdm's 0.1 on a terminal, a minute when
+    stderr is a file (a log), which the bar's once-a-second follow-ups would otherwise fill."""
+    return 0.1 if sys.stderr.isatty() else 60.0
+
+
 # ------------------------------------------------------------------------------ cell states
 def cell_states(store: Optional[Store], sweep: SweepConfig) -> Dict[str, FrozenTrial]:
     """Each cell key's deciding trial: its COMPLETE one, else its latest."""
