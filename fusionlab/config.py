@@ -159,6 +159,12 @@ class TrainSection:
         compile: ``torch.compile`` the encoders (RGB backbone and neck, depth encoder), at the
             first step. Neither option changes the checkpoint's keys or, beyond float rounding,
             the losses.
+        devices_per_cell: in a sweep, the processes one cell trains on, through torchrun (DDP,
+            ``batch_size`` the global batch); its evaluation runs in the worker. On GPUs, a
+            worker on ``cuda:N`` trains on ``cuda:N`` … ``cuda:N+K-1``: by default a sweep starts
+            one worker per K GPUs; with ``--devices``, list every K-th GPU. On the CPU the K
+            processes share the worker's threads. A single run: ``torchrun --nproc_per_node K
+            -m fusionlab train CONFIG``.
     """
 
     epochs: int = 4
@@ -189,6 +195,7 @@ class TrainSection:
     log_every: int = 1
     channels_last: bool = False
     compile: bool = False
+    devices_per_cell: int = 1
 
 
 @dataclass

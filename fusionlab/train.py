@@ -127,7 +127,7 @@ NUMBER_RULES = {
     "box_prob": _PROBABILITY, "multimask_prob": _PROBABILITY,
     "epochs": _AT_LEAST_ONE, "batch_size": _AT_LEAST_ONE, "masks_per_image": _AT_LEAST_ONE,
     "max_points": _AT_LEAST_ONE, "log_every": _AT_LEAST_ONE, "warmup_steps": _AT_LEAST_ZERO,
-    "num_workers": _AT_LEAST_ZERO, "interactive_rounds": _AT_LEAST_ZERO,
+    "num_workers": _AT_LEAST_ZERO, "interactive_rounds": _AT_LEAST_ZERO, "devices_per_cell": _AT_LEAST_ONE,
     "seed": _AT_LEAST_ZERO,  # numpy's generators refuse negative seeds
 }
 

@@ -105,6 +105,10 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
     if reference:
         log.info("reference variant: evaluating %s as released (no training)", config.model.checkpoint)
         model, steps, final_loss = config.model.build(), 0, None  # evaluate() moves it to eval.device
+    elif config.train.devices_per_cell > 1:
+        from fusionlab.sweep.ddp_cell import train_on_processes
+
+        model, steps, final_loss = train_on_processes(config, folder)
     else:
         result = train(config, folder, progress=False)
         model, steps, final_loss = result.model, result.steps, result.final_loss

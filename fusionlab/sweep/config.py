@@ -49,7 +49,8 @@ CONTROL_SOURCES = ("constant", "noise", "shuffled", "rgb")
 PRUNERS = ("median", "none")
 SECTIONS = ("model", "data", "depth", "train", "eval")
 # Fields that change where or how fast a run goes, not its result: left out of the cell key.
-_RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every", "channels_last", "compile"),
+_RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every", "channels_last", "compile",
+                             "devices_per_cell"),
                    "eval": ("device", "prompt_batch")}
 # Architecture fields only the depth branch reads; with ``model.init_depth_from_rgb`` and
 # ``eval.drop_depth``, an RGB-only model never reads them: left out of its cell key, so that

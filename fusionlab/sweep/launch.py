@@ -66,7 +66,8 @@ def run_sweep(sweep: SweepConfig, workers: Optional[int] = 1, progress: bool = T
     ``workers``, ``devices`` and ``per_device`` are :func:`~fusionlab.sweep.workers.assign_devices`'s:
     by default one worker per visible GPU, each pinned to its GPU, or one worker on the CPU.
     """
-    assigned = assign_devices(workers, devices, per_device)
+    per_cell = max(v.config.train.devices_per_cell for v in sweep.variants)
+    assigned = assign_devices(workers, devices, per_device, per_cell)
     workers = len(assigned)
     store = open_results(sweep)
     write_sweep_json(sweep)

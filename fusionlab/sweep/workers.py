@@ -212,8 +212,8 @@ def worker_process(config_path: str, overrides: List[str], storage: Optional[str
         work(sweep, run_id, say=lambda line: print(line, flush=True), spread=True)
 
 
-def assign_devices(workers: Optional[int], devices: Optional[Sequence[str]], per_device: int = 1
-                   ) -> List[Optional[str]]:
+def assign_devices(workers: Optional[int], devices: Optional[Sequence[str]], per_device: int = 1,
+                   per_cell: int = 1) -> List[Optional[str]]:
     """The device of each worker: one worker per GPU by default, never two on one GPU unless allowed.
 
     Args:
@@ -221,6 +221,8 @@ def assign_devices(workers: Optional[int], devices: Optional[Sequence[str]], per
         devices: ``cuda:N`` / ``cpu`` names (None: every visible GPU, else the config's devices).
         per_device: workers allowed on one GPU (``--workers-per-device``); CPU workers share the
             cores instead (each gets its share of ``--threads``).
+        per_cell: GPUs one cell trains on (``train.devices_per_cell``): by default every
+            ``per_cell``-th visible GPU gets a worker, whose cells take it and the next ones.
     Returns:
         ``workers`` entries, GPUs taken in turn; None means "leave train/eval.device as configured".
     """
@@ -233,7 +235,8 @@ def assign_devices(workers: Optional[int], devices: Optional[Sequence[str]], per
     if workers is not None and workers < 1:
         raise FusionlabError(f"--workers {workers}: expected at least 1")
     if devices is None:
-        visible = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        visible = ([f"cuda:{i}" for i in range(0, torch.cuda.device_count() - per_cell + 1, per_cell)]
+                   if torch.cuda.is_available() else [])
         if not visible:
             return [None] * (workers or 1)
         devices = visible

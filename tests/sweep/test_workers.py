@@ -1,6 +1,7 @@
 """Worker processes on one store run every cell exactly once, also when one of them is killed or paused."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -131,3 +132,22 @@ def test_workers_get_a_gpu_each_and_share_one_only_when_asked(monkeypatch):
         assign_devices(3, None)
     with pytest.raises(FusionlabError, match=r"^--devices: 'cuda:7': this machine has 2 CUDA devices"):
         assign_devices(None, ["cuda:0", "cuda:7"])
+    # train.devices_per_cell: 2 on 5 GPUs: a worker per pair, whose cells take its GPU and the next
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 5)
+    assert assign_devices(None, None, per_cell=2) == ["cuda:0", "cuda:2"]
+
+
+def test_a_cell_on_two_processes_trains_through_torchrun_as_one_process_would(make_sweep, sweep, workdir,
+                                                                              tiny_base):
+    """``train.devices_per_cell: 2`` on the CPU: two gloo processes train each cell; the worker evaluates."""
+    one = make_sweep("one.yaml", seeds=[0], base=tiny_base, results_dir="one")
+    tiny_base["train"]["devices_per_cell"] = 2
+    two = make_sweep("two.yaml", seeds=[0], base=tiny_base, results_dir="two")
+    assert sweep(one) == 0 and sweep(two) == 0
+    results = {name: pd.read_csv(workdir / name / "tiny" / "trials.csv").set_index("variant") for name in ("one", "two")}
+    assert (results["two"]["state"] == "COMPLETE").all()
+    assert results["two"]["box_miou"].tolist() == pytest.approx(results["one"]["box_miou"].tolist(), abs=0.05)
+    trial = workdir / "two" / "tiny" / "trials" / str(int(results["two"].loc["add", "trial_id"]))
+    assert json.loads((trial / "train_done.json").read_text())["steps"] == 1 and (trial / "instances.csv").is_file()
+    assert not (trial / "checkpoint.safetensors").exists()  # keep_checkpoints is off
+    assert "process group of 2 processes (gloo)" in (trial / "torchrun.log").read_text()
