@@ -247,12 +247,14 @@ class DepthSpy(Predictor):
         super().set_image(image, depth)
 
 
-def test_drop_depth_changes_nothing_for_an_rgb_model(coco_set, dataset):
+@pytest.mark.parametrize("option", [{"drop_depth": True}, {"save_predictions": False}])
+def test_option_leaves_an_rgb_model_s_results_unchanged(coco_set, dataset, option):
+    """Dropping depth an RGB model never reads, or not keeping the predictions, changes no IoU nor metric."""
     model = demo_model()
-    kept = evaluate(model, run_config(coco_set, prompts=["box", "click2"]), dataset, progress=False)
-    dropped = evaluate(model, run_config(coco_set, prompts=["box", "click2"], drop_depth=True), dataset,
-                       progress=False)
-    pd.testing.assert_frame_equal(kept.instances, dropped.instances)
+    default = evaluate(model, run_config(coco_set, prompts=["box", "click2"]), dataset, progress=False)
+    changed = evaluate(model, run_config(coco_set, prompts=["box", "click2"], **option), dataset, progress=False)
+    pd.testing.assert_frame_equal(default.instances, changed.instances)
+    assert default.metrics == changed.metrics
 
 
 def test_drop_depth_equals_a_constant_depth_source(coco_set, dataset, monkeypatch):
@@ -403,12 +405,3 @@ def test_save_predictions_false_keeps_and_writes_none(coco_set, dataset, tmp_pat
     assert result.predictions is None
     evaluation.write_result(tmp_path, result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["instances.csv", "metrics.json"]
-
-
-def test_predictions_leave_the_metrics_unchanged(coco_set, dataset):
-    model = demo_model()
-    kept = evaluate(model, run_config(coco_set, prompts=["box", "click2"]), dataset, progress=False)
-    not_kept = evaluate(model, run_config(coco_set, prompts=["box", "click2"], save_predictions=False), dataset,
-                        progress=False)
-    pd.testing.assert_frame_equal(kept.instances, not_kept.instances)
-    assert kept.metrics == not_kept.metrics
