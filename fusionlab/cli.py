@@ -532,6 +532,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.command == "sweep" and (args.workers or 1) > 1 and not args.dry_run:
+            from fusionlab import processes
+
+            processes.start_early()  # the workers' imports overlap this process's own
         if args.command not in ("list", "report"):  # the commands that run torch
             _use_threads(args.threads)
         return int(args.func(args) or 0)

@@ -8,15 +8,20 @@ modules a config names under ``plugins:`` (see :func:`import_plugins`).
 """
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import difflib
 import fnmatch
 import importlib
 import inspect
+import numbers
 import os
 import sys
+import types
+import typing
 from importlib import metadata
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union
 
 from fusionlab.errors import FusionlabError
 
@@ -153,6 +158,11 @@ class Registry:
         if missing:
             raise FusionlabError(f"{where + ': ' if where else ''}{self.kind} {name!r} needs option {missing[0]!r}; "
                                  f"its options: {', '.join(known)}")
+        hints = _type_hints(self.get(name))
+        for key, value in options.items():
+            if key in known and key in hints and not value_fits(hints[key], value):
+                raise FusionlabError(f"{where + '.' if where else ''}{key}: expected {type_phrase(hints[key])} "
+                                     f"(option of {self.kind} {name!r}), got {describe_value(value)}")
 
     def build_checked(self, name: str, *supplied: Any, **options: Any) -> Any:
         """``build`` after :meth:`check_options` (no YAML path: the caller's error names the config)."""
@@ -176,6 +186,70 @@ def import_plugins(modules: Optional[Iterable[str]], where: str = "plugins") -> 
             importlib.import_module(module)
         except ImportError as exc:
             raise FusionlabError(f"{where}[{i}]: cannot import plugin module {module!r}: {exc}") from exc
+
+
+def _type_hints(factory: Callable[..., Any]) -> Dict[str, Any]:
+    """The annotated types of a factory's parameters (a class: its ``__init__``'s); {} when they cannot be resolved."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # an annotation naming something not importable here: its values go unchecked
+        return {}
+
+
+def value_fits(hint: Any, value: Any) -> bool:
+    """Whether a YAML ``value`` fits the annotation ``hint`` (int for float, any path-like for Path: yes)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, typing.TypeVar):
+        return True
+    if origin in (Union, types.UnionType):
+        return any(value_fits(arg, value) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is Path or hint is os.PathLike:
+        return isinstance(value, (str, os.PathLike))
+    if origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(args) == len(value) and all(value_fits(a, v) for a, v in zip(args, value))
+        return not args or all(value_fits(args[0], v) for v in value)
+    if origin in (dict, collections.abc.Mapping):
+        return isinstance(value, Mapping) and (not args or all(value_fits(args[1], v) for v in value.values()))
+    return True  # a class or construct this check does not know: the factory checks it
+
+
+def type_phrase(hint: Any) -> str:
+    """``an integer``, ``a number or null``, ``one of 'a', 'b'`` ... for an error message."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(dict.fromkeys(type_phrase(a) for a in args))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (list, tuple, collections.abc.Sequence):
+        return "a list" + (f" of {type_phrase(args[0])}s" if args and args[-1] is not Ellipsis and len(args) == 1
+                           else "")
+    if origin in (dict, collections.abc.Mapping):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
+            Path: "a path"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def describe_value(value: Any) -> str:
+    """``a string 'x'``: a value's YAML kind and its text, for an error message."""
+    kind = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return kind if value is None else f"{kind} {value!r}"
 
 
 def _qualname(obj: object) -> str:

@@ -297,13 +297,17 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
         raise FusionlabError(f"{path}: base.model.checkpoint: {(path.parent / base.model.checkpoint).resolve()} "
                              f"does not exist (relative paths are read from the sweep file's folder)")
     axis = _axis(spec, path)
+    # the RGB-only baseline added to the variants is the base without fusion: built first, so that
+    # an error in what every variant inherits is named as the base's, not as the first variant's
+    added = None if any(item.name == BASELINE for item in spec.variants) else _design(
+        spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only", f"{path}: base", path)
     designs = _explicit_variants(spec, path) + _grid_variants(spec, path, axis)
     if axis is not None and not designs and base.model.fusion:
         designs = [_design(spec.base, {}, str(base.model.fusion), "fusion", str(base.model.fusion), f"{path}: base",
                            path)]
     if not any(v.name == BASELINE for v, _, _ in designs):
-        designs.insert(0, _design(spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only",
-                                  f"{path}: {BASELINE} (added baseline)", path))
+        designs.insert(0, added or _design(spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only",
+                                           f"{path}: base", path))
     variants = [v for v, _, _ in designs] if axis is None else _along(axis, designs, spec.base, path)
     names = [v.name for v in variants]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -9,9 +9,7 @@ the next launch, so a rerun retries failures once and never retrains a finished 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import random
 import subprocess
 import sys
 import time
@@ -31,7 +29,7 @@ from fusionlab.sweep.store import STALE_ERROR, Store, cell_trials, claim, fail_s
 log = logging.getLogger("fusionlab.sweep")
 
 STALE_RETRIES = 2
-WAIT_POLL_S = 1.0  # how often a worker with nothing to claim looks again (a cell finished or went stale)
+WAIT_POLL_S = 0.5  # how often a worker with nothing to claim looks again (a cell finished or went stale)
 OnTrial = Callable[[Cell, Dict[str, Any]], None]
 
 
@@ -78,16 +76,18 @@ def plan(store: Store, sweep: SweepConfig, run_id: str) -> Tuple[List[Cell], Dic
 
 # ------------------------------------------------------------------------------ one worker
 def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on_trial: Optional[OnTrial] = None,
-         spread: bool = False) -> None:
+         worker: Optional[int] = None) -> None:
     """Claim and run cells until none is left to this launch; wait while other workers hold cells.
 
     ``say`` prints a line per finished cell and one when it starts waiting; ``on_trial(cell,
-    record)`` follows each cell. Cells go in plan order; with ``spread`` (one of several
-    workers) a random one of the next few, so that workers starting together rarely claim the
-    same cell.
+    record)`` follows each cell. A lone worker (``worker`` None) runs the cells in plan order.
+    Worker ``worker`` of several takes them from the end of the plan, where the costly ones
+    usually are (the RGB-only baseline comes first; an axis's largest values last), so that the
+    long cells start early and the workers finish together; when no cell is held yet, its first
+    claim is the ``worker``-th cell from the end, so that workers starting together claim different cells.
     """
     store = Store(sweep.storage, sweep.name)
-    rng = random.Random(os.getpid())
+    first = True
     waited: Optional[frozenset] = None
     while True:
         fail_stale(store, sweep.heartbeat.grace)
@@ -104,7 +104,8 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
             time.sleep(min(sweep.heartbeat.interval, WAIT_POLL_S))
             continue
         waited = None
-        cell = todo[rng.randrange(min(len(todo), 4))] if spread else todo[0]
+        cell = todo[0] if worker is None else todo[::-1][(worker if first and not held else 0) % len(todo)]
+        first = False
         trial = claim(store, cell.key, {"variant": cell.variant.name, "seed": cell.seed, "run_id": run_id,
                                         "device": cell.variant.config.train.device, **code_version()})
         if trial is None:
@@ -209,7 +210,7 @@ def worker_process(config_path: str, overrides: List[str], storage: Optional[str
     """Entry point of one spawned cell worker, pinned to ``devices[worker]`` (None: the config's)."""
     with in_worker(config_path, overrides, storage, threads) as sweep:
         pin_device(sweep, devices[worker])
-        work(sweep, run_id, say=lambda line: print(line, flush=True), spread=True)
+        work(sweep, run_id, say=lambda line: print(line, flush=True), worker=worker)
 
 
 def assign_devices(workers: Optional[int], devices: Optional[Sequence[str]], per_device: int = 1,
@@ -262,24 +263,28 @@ def pin_device(sweep: SweepConfig, device: Optional[str]) -> None:
 
 
 def run_processes(target: Callable[..., None], args: tuple, workers: int, progress: Callable[[], None]) -> List[str]:
-    """Run ``target(*args, worker_index, threads)`` in ``workers`` spawned processes; ``progress()`` every second.
+    """Run ``target(*args, worker_index, threads)`` in ``workers`` worker processes; ``progress()`` every second.
 
-    Returns the names of the processes that exited with an error.
+    The processes are forked from a server that has imported torch (:mod:`fusionlab.processes`),
+    and the call returns as soon as the last one exits. Returns the names of the processes that
+    exited with an error.
     """
-    context = multiprocessing.get_context("spawn")
+    from multiprocessing.connection import wait
+
+    from fusionlab import processes as worker_processes
+
     threads = thread_share(workers)
-    processes = [context.Process(target=target, name=f"worker-{i}", args=(*args, i, threads))
-                 for i in range(workers)]
-    for process in processes:
-        process.start()
+    started = [worker_processes.start(target, (*args, i, threads), name=f"worker-{i}") for i in range(workers)]
     try:
-        while any(p.is_alive() for p in processes):
-            time.sleep(1.0)
+        running = list(started)
+        while running:
+            wait([p.sentinel for p in running], timeout=1.0)
+            running = [p for p in running if p.is_alive()]
             progress()
     finally:
-        for process in processes:
+        for process in started:
             process.join()
-    return [p.name for p in processes if p.exitcode not in (0, None)]
+    return [p.name for p in started if p.exitcode not in (0, None)]
 
 
 def log_to_file(sweep: SweepConfig) -> None:

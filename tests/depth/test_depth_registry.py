@@ -31,7 +31,7 @@ def test_unknown_option_lists_the_known_ones():
     ("noise", {"distribution": "poisson"}, r"option distribution='poisson' is not one of 'uniform', 'gaussian'"),
     ("noise", {"seed": -1}, r"option seed=-1 must be an integer >= 0"),
     ("constant", {"value": 1.5}, r"option value=1.5 must be a finite number in \[0.0, 1.0\]"),
-    ("shuffled", {"seed": 0.5}, r"option seed=0.5 must be an integer >= 0"),
+    ("shuffled", {"seed": 0.5}, r"^seed: expected an integer \(option of depth source 'shuffled'\), got a number 0.5$"),
     ("shuffled", {"source": "shuffled"}, r"would shuffle twice"),
 ])
 def test_bad_option_values_are_one_line_errors(name, options, message):

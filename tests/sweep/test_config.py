@@ -1,6 +1,7 @@
 """Sweep YAML errors are one line with their YAML path, found before anything trains; grids expand."""
 from __future__ import annotations
 
+import copy
 import os
 
 import pytest
@@ -125,3 +126,20 @@ def test_plugins_under_base_are_imported(make_sweep, tiny_base, workdir):
 ])
 def test_model_fields_are_checked_under_their_own_names(make_sweep, tiny_base, model, expected):
     assert expected in _error(make_sweep(base={**tiny_base, "model": model}))
+
+
+@pytest.mark.parametrize("base, variant, expected", [
+    ({"data": {"train": {"split": "train", "num_images": "x"}}}, {},
+     "data.train.num_images: expected an integer or null (option of dataset 'synthetic'), got a string 'x'"),
+    ({"data": {"val": {"split": "val", "camouflage": "high"}}}, {},
+     "data.val.camouflage: expected a number (option of dataset 'synthetic'), got a string 'high'"),
+    ({}, {"model": {"fusion": "cross_attention", "fusion_kwargs": {"num_heads": 2.5}}},
+     "model.fusion_kwargs.num_heads: expected an integer (option of fusion block 'cross_attention'), got a number 2.5"),
+    ({}, {"depth": {"source": "noise", "options": {"seed": True}}},
+     "depth.options.seed: expected an integer (option of depth source 'noise'), got a boolean True"),
+])
+def test_option_values_of_registry_entries_are_type_checked_at_load(make_sweep, tiny_base, base, variant, expected):
+    config = copy.deepcopy(tiny_base)
+    for key, value in base.items():
+        config[key] = {**config[key], **value}
+    assert expected in _error(make_sweep(base=config, variants=[{"name": "v", "model": {"fusion": "add"}, **variant}]))

@@ -102,9 +102,13 @@ def test_two_launches_on_postgres_one_killed_run_every_cell_exactly_once(make_sw
     study = optuna.create_study(study_name="tiny", storage=postgres_url, load_if_exists=True, direction="maximize")
     first, second = _launch(config, postgres_url), _launch(config, postgres_url)
     try:
-        deadline = time.time() + 180
+        deadline, seen = time.time() + 180, {}
         while time.time() < deadline:  # kill the first launch while it runs a cell
-            if any(t.user_attrs.get("pid") == first.pid for t in study.get_trials(states=(TrialState.RUNNING,))):
+            # a claim still RUNNING half a second after it was seen won its cell (a lost claim fails at once)
+            running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))
+                       if t.user_attrs.get("pid") == first.pid}
+            seen = {n: seen.get(n, time.time()) for n in running}
+            if any(time.time() - since >= 0.5 for since in seen.values()):
                 break
             time.sleep(0.1)
         else:

@@ -98,9 +98,15 @@ def test_a_paused_worker_that_wakes_after_its_cell_was_taken_over_stops_cleanly(
         os.kill(victim["pid"], signal.SIGSTOP)
         deadline = time.time() + 120
         while time.time() < deadline:  # the sibling declares it dead after the grace (3 s)
-            with sqlite3.connect(db) as connection:
-                state = connection.execute("SELECT state FROM trials WHERE number = ?",
-                                           (victim["number"],)).fetchone()[0]
+            try:
+                with sqlite3.connect(db, timeout=2) as connection:
+                    state = connection.execute("SELECT state FROM trials WHERE number = ?",
+                                               (victim["number"],)).fetchone()[0]
+            except sqlite3.OperationalError:  # paused in the middle of a write (its heartbeat): let it finish that
+                os.kill(victim["pid"], signal.SIGCONT)
+                time.sleep(0.2)
+                os.kill(victim["pid"], signal.SIGSTOP)
+                continue
             if state == "FAIL":
                 break
             time.sleep(0.1)
@@ -151,3 +157,31 @@ def test_a_cell_on_two_processes_trains_through_torchrun_as_one_process_would(ma
     assert json.loads((trial / "train_done.json").read_text())["steps"] == 1 and (trial / "instances.csv").is_file()
     assert not (trial / "checkpoint.safetensors").exists()  # keep_checkpoints is off
     assert "process group of 2 processes (gloo)" in (trial / "torchrun.log").read_text()
+
+
+@pytest.mark.parametrize("worker", [None, 0, 1])
+def test_a_lone_worker_runs_the_plan_in_order_and_one_of_several_starts_from_its_costly_end(
+        make_sweep, monkeypatch, worker):
+    from optuna.trial import TrialState
+
+    from fusionlab.sweep import load_sweep
+    from fusionlab.sweep import workers as workers_module
+
+    sweep = load_sweep(str(make_sweep()), [])
+    ran = []
+
+    def fake_cell(store, sweep, cell, trial):  # records the order; the cell "completes" at once
+        ran.append(cell.key)
+        store.set_attrs(trial.number, {"metrics": {"box_miou": 1.0}})
+        store.finish(trial.number, 1.0, TrialState.COMPLETE)
+        return {"state": "COMPLETE", "trial": trial.number, "metrics": {"box_miou": 1.0}, "wall_s": 0.0}
+
+    monkeypatch.setattr(workers_module, "run_cell", fake_cell)
+    workers_module.work(sweep, "run", say=lambda line: None, worker=worker)
+    plan = [cell.key for cell in sweep.cells()]
+    assert plan[0].startswith("rgb_only/") and plan[-1].startswith("add/")  # the baseline first
+    if worker is None:
+        assert ran == plan
+    else:  # worker k's first claim is the k-th from the end (others take the ones before), then from the end
+        first = plan[::-1][worker]
+        assert ran == [first] + [key for key in plan[::-1] if key != first]
