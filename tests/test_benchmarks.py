@@ -1,4 +1,4 @@
-"""``benchmarks/throughput.py --tiny`` (cut down further) prints its three tables with their columns."""
+"""``benchmarks/throughput.py --tiny`` (cut down further) prints its four tables with their columns."""
 import importlib.util
 from pathlib import Path
 
@@ -7,19 +7,22 @@ import torch
 THROUGHPUT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 
 
-def test_tiny_throughput_prints_the_training_depth_and_data_tables(tmp_path, monkeypatch, capsys):
+def test_tiny_throughput_prints_the_training_depth_precompute_and_data_tables(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FUSIONLAB_CACHE", str(tmp_path / "cache"))
     spec = importlib.util.spec_from_file_location("throughput", THROUGHPUT)
     throughput = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(throughput)
 
     throughput.main(["--tiny", "--device", "cpu", "--threads", str(torch.get_num_threads()), "--variants", "rgb",
-                     "--steps", "1", "--da-size", "28", "--data-steps", "3"])
+                     "--steps", "1", "--da-size", "28", "--da-images", "2", "--data-steps", "3"])
 
     lines = capsys.readouterr().out.splitlines()
     cells = [[cell.strip() for cell in line.strip("|").split("|")] if line.startswith("|") else None for line in lines]
-    for columns, rows in ((throughput.TRAIN_COLUMNS, 1), (throughput.DEPTH_COLUMNS, 1), (throughput.DATA_COLUMNS, 1)):
+    for columns, rows in ((throughput.TRAIN_COLUMNS, 1), (throughput.DEPTH_COLUMNS, 1),
+                          (throughput.PRECOMPUTE_COLUMNS, 1), (throughput.DATA_COLUMNS, 1)):
         header = cells.index(list(columns))
         body = cells[header + 2:header + 2 + rows]
         assert all(row is not None and len(row) == len(columns) and all(row) for row in body), body
         assert cells[header + 2 + rows:header + 3 + rows] in ([], [None])  # and the table ends there
+    precompute = cells[cells.index(list(throughput.PRECOMPUTE_COLUMNS)) + 2]
+    assert precompute[1] == "2" and float(precompute[-1]) > 0  # two maps computed, at some share of the forward

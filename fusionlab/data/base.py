@@ -30,7 +30,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -160,6 +160,14 @@ class InstanceDataset:
             instances = [inst for inst in instances if inst.mask.any()]
         return Sample(image_id=record.image_id, file_name=record.file_name, image=image,
                       instances=instances, depth=self._depth(record))
+
+    def image_sample(self, index: int) -> Sample:
+        """Image ``index`` alone (no instances, no depth): what depth models and caches need, without
+        decoding the masks."""
+        index = self._check_index(index)
+        record = self._record(index)
+        image = read_image(self.images / record.file_name, expected_hw=(record.height, record.width))
+        return Sample(image_id=record.image_id, file_name=record.file_name, image=image, instances=[], depth=None)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -291,3 +299,9 @@ def decode_segmentation(segmentation: object, hw: Tuple[int, int], where: str) -
         raise FusionlabError(f"{where}: segmentation is {mask.shape[0]}x{mask.shape[1]} (HxW) but the image is "
                              f"{height}x{width}")
     return mask.astype(bool)
+
+
+def image_sample(dataset: Any, index: int) -> Sample:
+    """Image ``index`` of any dataset without its masks where the dataset can (its ``image_sample``), else whole."""
+    only_image = getattr(dataset, "image_sample", None)
+    return only_image(index) if only_image is not None else dataset[index]

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
+from fusionlab.data.base import image_sample
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DEPTH_SOURCES, DepthSource
 from fusionlab.errors import FusionlabError
@@ -98,6 +99,10 @@ class DatasetShard:
 
     def __getitem__(self, index: int) -> Sample:
         return self.dataset[self.positions[index]]
+
+    def image_sample(self, index: int) -> Sample:
+        """The image alone (see :meth:`fusionlab.data.base.InstanceDataset.image_sample`), where the dataset can."""
+        return image_sample(self.dataset, self.positions[index])
 
     def describe(self) -> str:
         return f"{self.dataset.describe()}, shard {self.label}"

@@ -172,3 +172,19 @@ def test_camouflaged_outlines_vanish_in_rgb_but_not_in_depth(default_train):
     depth_mean = {flag: np.concatenate(v).mean() for flag, v in depth.items()}
     assert rgb_mean[True] < 0.35 * rgb_mean[False], rgb_mean
     assert depth_mean[True] > 1.0 and depth_mean[True] > 0.7 * depth_mean[False], depth_mean
+
+
+def test_image_sample_is_the_image_alone_without_touching_the_masks(monkeypatch):
+    from fusionlab.data.base import InstanceDataset, image_sample
+
+    dataset = build_dataset("synthetic", split="val", num_images=2, image_size=64)
+    whole = dataset[1]
+
+    def no_masks(*args, **kwargs):
+        raise AssertionError("image_sample decoded an instance")
+
+    monkeypatch.setattr(InstanceDataset, "_instance", no_masks)
+    alone = image_sample(dataset, 1)
+    assert (alone.image_id, alone.file_name) == (whole.image_id, whole.file_name)
+    np.testing.assert_array_equal(alone.image, whole.image)
+    assert alone.instances == [] and alone.depth is None

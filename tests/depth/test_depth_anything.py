@@ -108,3 +108,17 @@ def test_bad_options(tiny_depth_anything, tmp_path, options, message):
 def test_missing_model_folder(tmp_path):
     with pytest.raises(FusionlabError, match=r"model folder '\./no/such/folder' does not exist"):
         source("./no/such/folder", tmp_path)
+
+
+def test_the_overlapping_fill_of_a_gpu_writes_the_same_maps_as_the_fill_in_turn(tiny_depth_anything, tmp_path,
+                                                                                 make_dataset):
+    split = make_dataset(SIZES + SIZES[:2])  # 5 images, batches of 2: a last batch of one
+    maps = {}
+    for overlap in (False, True):
+        depth_source = source(tiny_depth_anything, tmp_path / str(overlap), normalize="none", batch_size=2)
+        depth_source.overlap = overlap  # threads decode, predict and write side by side (the GPU's way)
+        report = depth_source.fill(split, progress=False)
+        assert (report["computed"], report["cached"]) == (5, 0)
+        maps[overlap] = [depth_source(split[i], i) for i in range(5)]
+    for in_turn, overlapped in zip(maps[False], maps[True]):
+        np.testing.assert_array_equal(in_turn, overlapped)
