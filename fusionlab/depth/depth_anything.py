@@ -27,7 +27,7 @@ DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEVICES = ("auto", "cpu", "cuda")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 READ_AHEAD = 4  # batches of images decoded and preprocessed while the model predicts
-WRITE_BEHIND = 4  # batches of maps written while the model predicts the next ones
+WRITE_BEHIND = 2  # batches of maps (float32 at image size) written while the model predicts the next ones
 
 log = logging.getLogger("fusionlab.depth")
 
