@@ -44,6 +44,10 @@ class ShuffledDepth(DepthSource):
         self.permutation = derangement(len(dataset), self.seed)
         return counts
 
+    def fill(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
+        """Fill the inner source's cache ahead of runs (the permutation is drawn by :meth:`prepare`)."""
+        return self.inner.fill(dataset, progress)
+
     def __call__(self, sample: Sample, index: int) -> np.ndarray:
         if self.dataset is None or not 0 <= index < len(self.permutation):
             raise FusionlabError(f"depth source 'shuffled': image {sample.file_name!r} (index {index}) is not "

@@ -111,6 +111,18 @@ def test_the_progress_bar_shows_images_per_second(tiny_depth_anything, tmp_path,
     assert "4 computed at " in bar and " images/s, 0 cached" in bar
 
 
+def test_filling_a_shuffled_control_fills_its_inner_cache_without_the_inline_note(
+        tiny_depth_anything, tmp_path, make_dataset, caplog):
+    caplog.set_level(logging.INFO, logger="fusionlab.depth")
+    split = make_dataset(SIZES[:3])
+    shuffled = build_depth_source("shuffled", source="depth_anything", model=str(tiny_depth_anything),
+                                  cache_dir=str(tmp_path), device="cpu")
+    report = precompute(shuffled, split, progress=False)
+    assert (report["computed"], report["cached"]) == (3, 0)
+    assert not [r for r in caplog.records if "predicted now, during the run" in r.getMessage()]
+    assert depth_anything(tiny_depth_anything, tmp_path).fill(split, progress=False)["cached"] == 3
+
+
 def test_a_shuffled_control_is_planned_as_its_inner_source():
     # so a sweep's add and shuffled variants share one job, and a shard too small to shuffle is no error
     assert innermost_source("shuffled", {"source": "depth_anything", "seed": 3, "model": "m"}) == (
