@@ -305,9 +305,8 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     if axis is not None and not designs and base.model.fusion:
         designs = [_design(spec.base, {}, str(base.model.fusion), "fusion", str(base.model.fusion), f"{path}: base",
                            path)]
-    if not any(v.name == BASELINE for v, _, _ in designs):
-        designs.insert(0, added or _design(spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only",
-                                           f"{path}: base", path))
+    if added is not None and not any(v.name == BASELINE for v, _, _ in designs):
+        designs.insert(0, added)
     variants = [v for v, _, _ in designs] if axis is None else _along(axis, designs, spec.base, path)
     names = [v.name for v in variants]
     repeated = sorted({n for n in names if names.count(n) > 1})
