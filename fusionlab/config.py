@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from fusionlab.errors import FusionlabError
+from fusionlab.errors import FusionlabError, yaml_kind
 from fusionlab.models.config import SamConfig
 
 
@@ -333,7 +333,7 @@ def from_dict(cls: typing.Type[T], data: Any, where: str) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise FusionlabError(f"{where}: expected a mapping, got {_type_name(data)} {data!r}")
+        raise FusionlabError(f"{where}: expected a mapping, got {yaml_kind(data)} {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
@@ -357,38 +357,33 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if origin in (tuple, Tuple) and args and args[-1] is not Ellipsis:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise FusionlabError(f"{where}: expected a list of {len(args)} values, got {_type_name(value)} {value!r}")
+            raise FusionlabError(f"{where}: expected a list of {len(args)} values, got {yaml_kind(value)} {value!r}")
         return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
     if origin in (list, List):
         if not isinstance(value, list):
-            raise FusionlabError(f"{where}: expected a list, got {_type_name(value)} {value!r}")
+            raise FusionlabError(f"{where}: expected a list, got {yaml_kind(value)} {value!r}")
         return [_coerce(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (dict, Dict):
         if not isinstance(value, dict):
-            raise FusionlabError(f"{where}: expected a mapping, got {_type_name(value)} {value!r}")
+            raise FusionlabError(f"{where}: expected a mapping, got {yaml_kind(value)} {value!r}")
         return {k: _coerce(args[1] if args else Any, v, f"{where}.{k}") for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):
-            raise FusionlabError(f"{where}: expected true or false, got {_type_name(value)} {value!r}")
+            raise FusionlabError(f"{where}: expected true or false, got {yaml_kind(value)} {value!r}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise FusionlabError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+            raise FusionlabError(f"{where}: expected an integer, got {yaml_kind(value)} {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FusionlabError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
+            raise FusionlabError(f"{where}: expected a number, got {yaml_kind(value)} {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise FusionlabError(f"{where}: expected a string, got {_type_name(value)} {value!r}")
+            raise FusionlabError(f"{where}: expected a string, got {yaml_kind(value)} {value!r}")
         return value
     return value
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def validate_names(config: RunConfig, source: str) -> None:

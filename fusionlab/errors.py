@@ -1,8 +1,9 @@
-"""The one exception type for mistakes a user can fix.
+"""The one exception type for mistakes a user can fix, and how its messages name a YAML value's kind.
 
 The CLI prints a ``FusionlabError`` as one line and exits non-zero; anything else
 is a bug and keeps its traceback.
 """
+from typing import Any
 
 
 class FusionlabError(Exception):
@@ -11,3 +12,9 @@ class FusionlabError(Exception):
     The message must be one line that names the file / key / value and says what
     was expected.
     """
+
+
+def yaml_kind(value: Any) -> str:
+    """``a string``, ``an integer``, ``null`` ...: what a YAML value is, in an error message."""
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)

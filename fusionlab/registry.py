@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union
 
-from fusionlab.errors import FusionlabError
+from fusionlab.errors import FusionlabError, yaml_kind
 
 
 class Registry:
@@ -247,8 +247,7 @@ def type_phrase(hint: Any) -> str:
 
 def describe_value(value: Any) -> str:
     """``a string 'x'``: a value's YAML kind and its text, for an error message."""
-    kind = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    kind = yaml_kind(value)
     return kind if value is None else f"{kind} {value!r}"
 
 
