@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import time
 import uuid
@@ -71,3 +72,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def staging_folder(folder: Union[str, Path]) -> Path:
+    """The hidden sibling a folder's replacement is written into (see :func:`swap_in`); any earlier,
+    unfinished replacement there is removed."""
+    folder = Path(folder)
+    staging = folder.with_name(f".{folder.name}.replacing")
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def swap_in(staging: Union[str, Path], folder: Union[str, Path]) -> None:
+    """Put a complete ``staging`` folder in the place of ``folder``: the old one stays whole until the
+    new one is complete, and is deleted only once the new one is in its place."""
+    staging, folder = Path(staging), Path(folder)
+    old = folder.with_name(f".{folder.name}.replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)

@@ -189,6 +189,7 @@ def cmd_demo_image(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from fusionlab.atomic import staging_folder, swap_in
     from fusionlab.config import load_run_config
     from fusionlab.distributed import is_main_process
     from fusionlab.evaluate import evaluate, write_result
@@ -197,13 +198,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, args.set or [])
     folder = Path(args.out) if args.out else _default_run_dir(args.config)
     check_writable_path(folder, "--out")
-    if (folder / DONE_FILE).exists() and not args.overwrite:
+    finished = (folder / DONE_FILE).exists()
+    if finished and not args.overwrite:
         raise FusionlabError(f"--out {folder}: holds a finished run ({DONE_FILE}); choose another folder, "
                              "or pass --overwrite to replace it")
-    result = train(config, folder)
+    # a finished run stays as it is until its replacement, trained and evaluated beside it, is complete
+    # (other torchrun processes write nothing)
+    work = staging_folder(folder) if finished and is_main_process() else folder
+    result = train(config, work)
     summary = f"trained {result.steps} steps in {result.wall_s:.1f} s, final loss {result.final_loss:.4f}"
     evaluation = evaluate(result.model, config)
-    write_result(folder, evaluation)
+    write_result(work, evaluation)
+    if finished and is_main_process():
+        swap_in(work, folder)
     scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))
     summary += f"; {scores}" if scores else ""
     if is_main_process():  # under torchrun, one summary, from the process that wrote the files
@@ -219,9 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fusionlab.distributed import is_main_process
     from fusionlab.evaluate import evaluate, format_metrics, write_result
 
-    config = load_run_config(args.config, args.set or [])
-    if config.eval.detections and not Path(config.eval.detections).is_absolute():
-        config.eval.detections = str((Path(args.config).parent / config.eval.detections).resolve())
+    config = load_run_config(args.config, args.set or [], training=False)
     if not (args.checkpoint or config.model.checkpoint):
         logging.getLogger("fusionlab").warning("no --checkpoint and no model.checkpoint: evaluating random weights")
     out = Path(args.out) if args.out else _default_run_dir(args.config)
@@ -277,18 +282,16 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
-_SWEEP_KEYS = {"base", "variants", "grid", "seeds", "search", "storage", "heartbeat", "latency", "keep_checkpoints"}
-
-
 def _run_configs(path: str, overrides: List[str]) -> list:
     """The run config of a run YAML, or every variant's of a sweep YAML (told apart by their keys)."""
     from fusionlab.config import load_run_config, read_yaml
+    from fusionlab.sweep.config import is_sweep_file
 
-    if _SWEEP_KEYS & set(read_yaml(path)):
+    if is_sweep_file(read_yaml(path)):
         from fusionlab.sweep import load_sweep
 
         return [variant.config for variant in load_sweep(path, overrides).variants]
-    return [load_run_config(path, overrides)]
+    return [load_run_config(path, overrides, training=False)]
 
 
 def _quiet_hub_bars() -> None:
@@ -532,6 +535,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        from fusionlab.config import cpu_threads
+
+        cpu_threads(args.threads)  # a bad --threads or FUSIONLAB_THREADS is refused by every command
         if args.command == "sweep" and (args.workers or 1) > 1 and not args.dry_run:
             from fusionlab import processes
 

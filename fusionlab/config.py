@@ -1,28 +1,64 @@
-"""Typed run configuration, built from YAML.
+"""Typed run configuration, built from YAML, and its one check.
 
 A run = one model trained on one dataset with one depth source, then evaluated. Every
-field has a default that runs on the embedded synthetic dataset with the CPU demo preset;
-an unknown key or a value of the wrong type is a one-line error with its YAML path.
+field has a default that runs on the embedded synthetic dataset with the CPU demo preset.
+Each section checks its own values (``check(where)``); :func:`validate` runs them all, with
+the registries' names and options and the files the config reads, and is what every entry
+point uses (``fusionlab train``/``eval``/``depth``, :func:`fusionlab.sweep.load_sweep` for the
+base and every variant, :func:`fusionlab.train.train`), so a value that a run would reject is
+refused when the file loads, with its YAML path, before anything trains or writes.
+
+Paths a config names are read relative to the YAML file that names them (:func:`resolve_paths`;
+``--set`` values count as written in that file); output locations that the commands take
+(``--out``, a sweep's ``results_dir`` and ``storage``) are relative to the working directory.
 The sweep's config (:mod:`fusionlab.sweep.config`) builds on :class:`RunConfig`.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import types
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
 
 import yaml
 
-from fusionlab.errors import FusionlabError, yaml_kind
+from fusionlab.errors import FusionlabError
 from fusionlab.models.config import SamConfig
+from fusionlab.models.parts import Part
+from fusionlab.typecheck import InputPath, check_fields, from_dict, path_role, yaml_key
+
+__all__ = ["DataSection", "DepthSection", "EvalSection", "ModelSection", "RunConfig", "TrainSection", "apply_override",
+           "cpu_threads", "from_dict", "load_run_config", "parse_prompts", "read_yaml", "resolve_device",
+           "resolve_paths", "set_dotted", "validate"]
 
 
 class _ModelMethods:
-    """What a ``model:`` section does: resolve its architecture against the preset, build, load."""
+    """What a ``model:`` section does: check itself, resolve its architecture against the preset, build, load."""
+
+    def check(self, where: str = "model") -> None:
+        """One-line errors (prefixed ``where``, e.g. ``x.yaml: model``) for a value the model cannot
+        be built with: types, the preset, the architecture's fields (a fusion point the model lacks,
+        a depth size that is no multiple of its stride ...), the fusion block and its options, a
+        depth encoder that cannot serve the fusion point, a checkpoint that does not exist."""
+        from fusionlab.fusion import FUSIONS
+        from fusionlab.models import MODELS
+
+        check_fields(self, where)
+        MODELS.check_options(self.preset, {}, f"{where}.preset")
+        try:
+            architecture = self.sam_config()
+        except FusionlabError as exc:
+            raise FusionlabError(f"{where}: {exc}") from None
+        if self.fusion is not None:
+            from fusionlab.models.depth_encoders import check_depth_encoder
+
+            FUSIONS.check_options(self.fusion, architecture.fusion_kwargs, f"{where}.fusion_kwargs",
+                                  f"{where}.fusion")
+            check_depth_encoder(architecture, where)
 
     def architecture_fields(self) -> Dict[str, Any]:
         """The :class:`SamConfig` fields this section sets (``fusion`` always; the others when given)."""
@@ -62,11 +98,11 @@ class _ModelMethods:
 # Every architecture field of SamConfig is a key of ``model:`` under its own name; left out (null),
 # it takes the preset's value. ``fusion`` is the exception: left out, the model is RGB-only.
 SAM_FIELDS = tuple(f.name for f in dataclasses.fields(SamConfig) if f.name != "fusion")
-_SAM_HINTS = typing.get_type_hints(SamConfig)
+_SAM_HINTS = typing.get_type_hints(SamConfig, include_extras=True)
 ModelSection = dataclasses.make_dataclass(
     "ModelSection",
     [("preset", str, field(default="efficientvit-sam-demo")),
-     ("checkpoint", Optional[str], field(default=None)),
+     ("checkpoint", Optional[InputPath], field(default=None)),
      ("init_depth_from_rgb", bool, field(default=True)),
      ("fusion", Optional[str], field(default=None))]
     + [(name, Optional[_SAM_HINTS[name]], field(default=None)) for name in SAM_FIELDS],
@@ -76,7 +112,7 @@ ModelSection = dataclasses.make_dataclass(
     Attributes:
         preset: a model preset (``fusionlab list models``); it gives every architecture field.
         checkpoint: weights to start from: an official EfficientViT-SAM ``.pt`` or a
-            fusionlab ``.safetensors``; relative paths are resolved from the config file.
+            fusionlab ``.safetensors``.
         init_depth_from_rgb: start the depth encoder from the RGB encoder's weights.
         fusion: a fusion block name, or null (the default) for the RGB-only baseline.
         every other :class:`fusionlab.models.SamConfig` field (``fusion_point``,
@@ -102,7 +138,22 @@ class DataSection:
     val: Dict[str, Any] = field(default_factory=lambda: {"split": "val"})
     eval_dataset: Optional[str] = None
 
-    def train_options(self) -> Dict[str, Any]:
+    def check(self, where: str = "data", training: bool = True) -> None:
+        """One-line errors for an unknown dataset, an unknown, missing or mistyped option, and, when
+        ``training``, a training split the dataset cannot make without options."""
+        from fusionlab.data import DATASETS
+
+        check_fields(self, where)
+        for split in ("train", "val"):
+            options = getattr(self, split)
+            if options is None:
+                continue
+            key = "eval_dataset" if split == "val" and self.eval_dataset else "dataset"
+            DATASETS.check_options(getattr(self, key), options, f"{where}.{split}", f"{where}.{key}")
+        if training:
+            self.train_options(where)
+
+    def train_options(self, where: str = "data") -> Dict[str, Any]:
         """The options of the training split: ``train``, or ``{}`` when the dataset needs no option.
 
         A dataset with required options (``coco``: annotations, images) and no ``train`` is a
@@ -115,7 +166,7 @@ class DataSection:
         required = [name for name, p in DATASETS.options(self.dataset).items() if p.default is p.empty]
         if required:
             example = ", ".join(f"{name}: ..." for name in required)
-            raise FusionlabError(f"data.train: missing; training needs the training split's options, e.g. "
+            raise FusionlabError(f"{where}.train: missing; training needs the training split's options, e.g. "
                                  f"data.train: {{{example}}} for dataset {self.dataset!r}")
         return {}
 
@@ -126,6 +177,48 @@ class DepthSection:
 
     source: str = "dataset"
     options: Dict[str, Any] = field(default_factory=dict)
+
+    def check(self, where: str = "depth") -> None:
+        """One-line errors for an unknown source and an unknown, missing or mistyped option."""
+        from fusionlab.depth import DEPTH_SOURCES
+
+        check_fields(self, where)
+        DEPTH_SOURCES.check_options(self.source, self.options, f"{where}.options", f"{where}.source")
+
+
+Precision = Literal["auto", "fp32", "bf16"]
+# A device a config may name; whether this machine has it is checked when a run starts (resolve_device).
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+# What each number of the train section must be; NaN fails every comparison, so it is refused too.
+_POSITIVE = (lambda v: 0 < v < math.inf, "a finite number > 0")
+_NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "a finite number >= 0")
+_PROBABILITY = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
+_AT_LEAST_ONE = (lambda v: v >= 1, "an integer >= 1")
+_AT_LEAST_ZERO = (lambda v: v >= 0, "an integer >= 0")
+_OPTIONAL_AT_LEAST_ONE = (lambda v: v is None or v >= 1, "an integer >= 1 or null")
+NUMBER_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "lr": _POSITIVE, "weight_decay": _NON_NEGATIVE, "grad_clip": (_NON_NEGATIVE[0], "a finite number >= 0 (0: off)"),
+    "bce_weight": _NON_NEGATIVE, "dice_weight": _NON_NEGATIVE, "iou_weight": _NON_NEGATIVE,
+    "box_prob": _PROBABILITY, "multimask_prob": _PROBABILITY,
+    "epochs": _AT_LEAST_ONE, "batch_size": _AT_LEAST_ONE, "masks_per_image": _AT_LEAST_ONE,
+    "max_points": _AT_LEAST_ONE, "log_every": _AT_LEAST_ONE, "warmup_steps": _AT_LEAST_ZERO,
+    "num_workers": _AT_LEAST_ZERO, "interactive_rounds": _AT_LEAST_ZERO, "devices_per_cell": _AT_LEAST_ONE,
+    "seed": _AT_LEAST_ZERO,  # numpy's generators refuse negative seeds
+    "steps": _OPTIONAL_AT_LEAST_ONE, "max_steps": _OPTIONAL_AT_LEAST_ONE,
+}
+
+
+def check_number_rules(section: Any, rules: Dict[str, Tuple[Callable[[Any], bool], str]], where: str) -> None:
+    """``{where}.{name}: {value} must be {expected}`` for the first field of ``section`` breaking its rule."""
+    for name, (valid, expected) in rules.items():
+        if not valid(getattr(section, name)):
+            raise FusionlabError(f"{where}.{name}: {getattr(section, name)} must be {expected}")
+
+
+def check_device(name: str, where: str) -> None:
+    """Refuse a device name no machine has (``gpu``, ``cuda0``); whether this one has it is checked at run time."""
+    if not _DEVICE.fullmatch(name):
+        raise FusionlabError(f"{where}: {name!r} is not a device; expected auto, cpu, mps, cuda or cuda:N")
 
 
 @dataclass
@@ -154,6 +247,10 @@ class TrainSection:
     the 1 + N rounds' losses. 0 rounds trains on the first prompt only.
 
     Attributes:
+        freeze, lr_multipliers: parts of the model (:data:`fusionlab.models.parts.PARTS`) kept
+            fixed, and learning-rate factors per part.
+        device: ``auto`` (CUDA when available), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (bf16 autocast on CUDA, else fp32), ``fp32`` or ``bf16``.
         channels_last: convolution weights, and so activations, in channels-last layout, which
             GPU convolutions under bf16 prefer (see :mod:`fusionlab.models.speed`).
         compile: ``torch.compile`` the encoders (RGB backbone and neck, depth encoder), at the
@@ -181,11 +278,11 @@ class TrainSection:
     bce_weight: float = 20.0
     dice_weight: float = 1.0
     iou_weight: float = 1.0
-    freeze: List[str] = field(default_factory=list)
-    lr_multipliers: Dict[str, float] = field(default_factory=dict)
+    freeze: List[Part] = field(default_factory=list)
+    lr_multipliers: Dict[Part, float] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"
+    precision: Precision = "auto"
     num_workers: int = 0
     steps: Optional[int] = None
     max_steps: Optional[int] = None
@@ -196,6 +293,38 @@ class TrainSection:
     channels_last: bool = False
     compile: bool = False
     devices_per_cell: int = 1
+
+    def check(self, where: str = "train") -> None:
+        """One-line errors for option values the loop cannot run with, or that make no sense."""
+        check_fields(self, where)
+        check_number_rules(self, NUMBER_RULES, where)
+        for name, value in self.lr_multipliers.items():
+            if not _NON_NEGATIVE[0](value):
+                raise FusionlabError(f"{where}.lr_multipliers.{name}: {value} must be {_NON_NEGATIVE[1]}")
+        if self.steps is not None and self.max_steps is not None:
+            raise FusionlabError(f"{where}.steps: {self.steps} and {where}.max_steps: {self.max_steps} both given; "
+                                 "expected one: steps (exactly that many) or max_steps (a cap on the epochs)")
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise FusionlabError(f"{where}.betas: {self.betas} must be two numbers in [0, 1)")
+        check_device(self.device, f"{where}.device")
+
+
+_CLICK_PROMPT = re.compile(r"click([1-9][0-9]*)")
+
+
+def parse_prompts(prompts: List[str], where: str = "eval.prompts") -> Tuple[bool, List[int]]:
+    """``["box", "click1", "click3"]`` → (box wanted, sorted click counts); anything else is an error."""
+    if not prompts:
+        raise FusionlabError(f"{where}: empty; expected any of box and clickN (e.g. click1, click3)")
+    clicks = []
+    for i, prompt in enumerate(prompts):
+        match = _CLICK_PROMPT.fullmatch(str(prompt))
+        if prompt != "box" and not match:
+            raise FusionlabError(f"{where}[{i}]: {prompt!r} is not a prompt; expected box or clickN with N >= 1 "
+                                 f"(e.g. click1, click3)")
+        if match:
+            clicks.append(int(match.group(1)))
+    return "box" in prompts, sorted(set(clicks))
 
 
 @dataclass
@@ -209,7 +338,7 @@ class EvalSection:
         detections: a COCO-results JSON of detector boxes; then mask AP is reported too.
         max_detections: detections per image scored by mask AP (COCO 100; LVIS uses 300).
         max_images: evaluate only the first images (null: all).
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
         prompt_batch: at most this many prompts per decoder call (bounds memory on images
             with hundreds of objects; results do not depend on it).
         save_predictions: write the predicted masks as COCO results JSON, one file per prompt
@@ -219,12 +348,20 @@ class EvalSection:
 
     prompts: List[str] = field(default_factory=lambda: ["box", "click1", "click3"])
     drop_depth: bool = False
-    detections: Optional[str] = None
+    detections: Optional[InputPath] = None
     max_detections: int = 100
     max_images: Optional[int] = None
     device: str = "auto"
     prompt_batch: int = 64
     save_predictions: bool = True
+
+    def check(self, where: str = "eval") -> None:
+        """One-line errors for a prompt that is not one, counts below 1 and a device no machine has."""
+        check_fields(self, where)
+        parse_prompts(self.prompts, f"{where}.prompts")
+        check_number_rules(self, {"max_detections": _AT_LEAST_ONE, "prompt_batch": _AT_LEAST_ONE,
+                                  "max_images": _OPTIONAL_AT_LEAST_ONE}, where)
+        check_device(self.device, f"{where}.device")
 
 
 @dataclass
@@ -240,6 +377,103 @@ class RunConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+SECTIONS = ("model", "data", "depth", "train", "eval")
+
+
+def validate(config: RunConfig, source: str = "", training: bool = True) -> None:
+    """Check every value of ``config``, as every entry point does before anything is built or written.
+
+    Imports the config's plugins, runs each section's ``check`` (types, values, registry names and
+    options, the model's architecture) and checks that every file the config reads exists.
+    ``source`` prefixes the YAML paths in errors (``fusion.yaml: variants[2]``); ``training``:
+    the run trains, so its training split must be given or need no options.
+    """
+    from fusionlab.registry import import_plugins
+
+    import_plugins(config.plugins, yaml_key(source, "plugins"))
+    config.model.check(yaml_key(source, "model"))
+    config.data.check(yaml_key(source, "data"), training=training)
+    config.depth.check(yaml_key(source, "depth"))
+    config.train.check(yaml_key(source, "train"))
+    config.eval.check(yaml_key(source, "eval"))
+    for key, role, holder, name in path_slots(config):
+        value = holder[name] if isinstance(holder, dict) else getattr(holder, name)
+        if role.reads and isinstance(value, (str, Path)) and not Path(value).exists():
+            raise FusionlabError(f"{yaml_key(source, key)}: {value} does not exist (a relative path is read from the "
+                                 f"folder of the YAML file that names it)")
+
+
+def path_slots(config: RunConfig) -> Iterator[Tuple[str, Any, Any, str]]:
+    """Every path the config names: ``(YAML key, its PathRole, the dict or section holding it, its name)``.
+
+    Paths are the fields and registry options annotated :data:`~fusionlab.typecheck.InputPath`,
+    ``OutputPath`` or ``HubIdOrPath``; a name or option the registries do not know yields nothing
+    (:func:`validate` reports it).
+    """
+    from fusionlab.data import DATASETS
+    from fusionlab.depth import DEPTH_SOURCES
+    from fusionlab.models.depth_encoders import DEPTH_ENCODERS, split_depth_encoder
+
+    for section in SECTIONS:
+        holder = getattr(config, section)
+        hints = typing.get_type_hints(type(holder), include_extras=True)
+        for f in dataclasses.fields(holder):
+            role = path_role(hints[f.name])
+            if role is not None and getattr(holder, f.name) is not None:
+                yield f"{section}.{f.name}", role, holder, f.name
+    if config.model.depth_encoder_kwargs:
+        try:
+            kind, _ = split_depth_encoder(config.model.depth_encoder or "same")
+        except FusionlabError:
+            kind = None
+        yield from _option_slots(DEPTH_ENCODERS, kind, config.model.depth_encoder_kwargs, "model.depth_encoder_kwargs")
+    for split in ("train", "val"):
+        name = config.data.eval_dataset if split == "val" and config.data.eval_dataset else config.data.dataset
+        yield from _option_slots(DATASETS, name, getattr(config.data, split) or {}, f"data.{split}")
+    yield from _option_slots(DEPTH_SOURCES, config.depth.source, config.depth.options, "depth.options")
+
+
+def _option_slots(registry: Any, name: Optional[str], options: Dict[str, Any], key: str
+                  ) -> Iterator[Tuple[str, Any, Any, str]]:
+    """The path-valued options of one registry entry; those an entry with ``wraps`` passes on, by the entry
+    they go to."""
+    if name is None or name not in registry or not isinstance(options, dict):
+        return
+    hints = registry.option_hints(name)
+    for option, value in options.items():
+        role = path_role(hints.get(option))
+        if role is not None and value is not None:
+            yield f"{key}.{option}", role, options, option
+    wrapped = getattr(registry.get(name), "wraps", None)
+    known = registry.options(name)
+    if wrapped in known:
+        inner = options.get(wrapped, known[wrapped].default)
+        extra = {k: v for k, v in options.items() if k not in known}
+        for slot in _option_slots(registry, inner, extra, key):
+            yield slot[0], slot[1], options, slot[3]
+
+
+def resolve_paths(config: RunConfig, folder: Path) -> None:
+    """The one path resolver: make every relative path the config names absolute, read from ``folder``
+    (the folder of the YAML file that names it); ``~`` is expanded. A hub id (Depth Anything's
+    ``model``) stays as it is unless a folder of that name is there."""
+    for _, role, holder, name in list(path_slots(config)):
+        value = holder[name] if isinstance(holder, dict) else getattr(holder, name)
+        if not isinstance(value, (str, Path)):
+            continue  # e.g. pretrained: true
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (folder / path).resolve()
+            if role.hub_id and not path.exists():
+                continue
+        resolved = str(path)
+        if resolved != str(value):
+            if isinstance(holder, dict):
+                holder[name] = resolved
+            else:
+                setattr(holder, name, resolved)
 
 
 def resolve_device(name: str, key: str):
@@ -322,132 +556,40 @@ def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     return data
 
 
-T = typing.TypeVar("T")
-
-
-def from_dict(cls: typing.Type[T], data: Any, where: str) -> T:
-    """Build dataclass ``cls`` from a mapping, checking every key and type.
-
-    ``where`` is the YAML path prefix quoted in errors (``"fusion.yaml: train"``).
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise FusionlabError(f"{where}: expected a mapping, got {yaml_kind(data)} {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise FusionlabError(f"{where}.{unknown[0]}: unknown key; allowed keys: {', '.join(fields)}")
-    values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if hint is Any:
-        return value
-    if origin in (tuple, Tuple) and args and args[-1] is not Ellipsis:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise FusionlabError(f"{where}: expected a list of {len(args)} values, got {yaml_kind(value)} {value!r}")
-        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin in (list, List):
-        if not isinstance(value, list):
-            raise FusionlabError(f"{where}: expected a list, got {yaml_kind(value)} {value!r}")
-        return [_coerce(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise FusionlabError(f"{where}: expected a mapping, got {yaml_kind(value)} {value!r}")
-        return {k: _coerce(args[1] if args else Any, v, f"{where}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise FusionlabError(f"{where}: expected true or false, got {yaml_kind(value)} {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise FusionlabError(f"{where}: expected an integer, got {yaml_kind(value)} {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise FusionlabError(f"{where}: expected a number, got {yaml_kind(value)} {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise FusionlabError(f"{where}: expected a string, got {yaml_kind(value)} {value!r}")
-        return value
-    return value
-
-
-def validate_names(config: RunConfig, source: str) -> None:
-    """Check every registry name and its options in ``config`` (after plugins are imported), and the
-    model's architecture against its preset; errors carry the YAML path."""
-    from fusionlab.data import DATASETS
-    from fusionlab.depth import DEPTH_SOURCES
-    from fusionlab.fusion import FUSIONS
-    from fusionlab.models import MODELS
-
-    MODELS.check_options(config.model.preset, {}, f"{source}: model.preset")
-    try:
-        architecture = config.model.sam_config()
-    except FusionlabError as exc:
-        raise FusionlabError(f"{source}: model: {exc}") from None
-    if config.model.fusion is not None:
-        from fusionlab.models.depth_encoders import check_depth_encoder
-
-        FUSIONS.check_options(config.model.fusion, architecture.fusion_kwargs, f"{source}: model.fusion_kwargs",
-                              f"{source}: model.fusion")
-        check_depth_encoder(architecture, f"{source}: model")
-    for split in ("train", "val"):
-        options = getattr(config.data, split)
-        if options is None:
-            continue
-        key = "eval_dataset" if split == "val" and config.data.eval_dataset else "dataset"
-        DATASETS.check_options(getattr(config.data, key), options, f"{source}: data.{split}", f"{source}: data.{key}")
-    DEPTH_SOURCES.check_options(config.depth.source, config.depth.options, f"{source}: depth.options",
-                                f"{source}: depth.source")
-
-
-def load_run_config(path: Union[str, Path], overrides: Optional[List[str]] = None) -> RunConfig:
-    """Read, type-check and validate a run config YAML; ``overrides`` are ``a.b=value`` strings."""
-    from fusionlab.registry import import_plugins
-
+def load_run_config(path: Union[str, Path], overrides: Optional[List[str]] = None, training: bool = True
+                    ) -> RunConfig:
+    """Read a run config YAML, apply ``overrides`` (``a.b=value`` strings), resolve its paths and
+    :func:`validate` it; ``training``: the run trains (``fusionlab eval`` passes False)."""
     data = read_yaml(path)
     for item in overrides or []:
         apply_override(data, item)
     config = from_dict(RunConfig, data, str(path))
-    import_plugins(config.plugins, f"{path}: plugins")
-    resolve_model_paths(config.model, Path(path).parent)
-    validate_names(config, str(path))
+    from fusionlab.registry import import_plugins
+
+    import_plugins(config.plugins, f"{path}: plugins")  # before the paths: a plugin's options may name files
+    resolve_paths(config, Path(path).parent)
+    validate(config, str(path), training=training)
     return config
 
 
-def resolve_model_paths(model: Any, folder: Path) -> None:
-    """Make the files a ``model:`` section names (``checkpoint``, a depth encoder's ``pretrained``
-    weights file) absolute, reading relative paths from ``folder`` (the config file's)."""
-    if model.checkpoint and not Path(model.checkpoint).is_absolute():
-        model.checkpoint = str((folder / model.checkpoint).resolve())
-    pretrained = (model.depth_encoder_kwargs or {}).get("pretrained")
-    if isinstance(pretrained, str) and not Path(pretrained).is_absolute():
-        model.depth_encoder_kwargs = {**model.depth_encoder_kwargs, "pretrained": str((folder / pretrained).resolve())}
+def set_dotted(data: Dict[str, Any], dotted: str, value: Any, where: str = "") -> None:
+    """The one dotted-key setter: ``data[a][b] = value`` for ``dotted = "a.b"``, creating mappings on the
+    way; ``where`` prefixes the error when a part is not a mapping."""
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise FusionlabError(f"{where or dotted}: {key} is not a section")
+    data[last] = value
 
 
 def apply_override(data: Dict[str, Any], item: str) -> None:
-    """Apply ``section.key=value`` (value parsed as YAML) to a nested mapping."""
+    """Apply ``section.key=value`` (``--set``; the value parsed as YAML) to a nested mapping."""
     if "=" not in item:
         raise FusionlabError(f"override {item!r}: expected section.key=value")
     dotted, raw = item.split("=", 1)
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise FusionlabError(f"override {item!r}: {key} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise FusionlabError(f"override {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+    set_dotted(data, dotted, value, f"override {item!r}")

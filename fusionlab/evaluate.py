@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -47,7 +46,7 @@ from pycocotools.cocoeval import COCOeval
 from scipy.ndimage import distance_transform_edt
 from tqdm import tqdm
 
-from fusionlab.config import RunConfig, resolve_device
+from fusionlab.config import RunConfig, parse_prompts, resolve_device
 from fusionlab.data.types import Instance, Sample
 from fusionlab.distributed import World, is_main_process, join
 from fusionlab.errors import FusionlabError
@@ -61,7 +60,6 @@ SIZES: Tuple[str, ...] = ("small", "medium", "large")
 SPLIT_ATTRIBUTE = ("camouflaged", "camouflaged", "plain")
 DROPPED_DEPTH = 0.5
 DETECTION_KEYS = ("image_id", "category_id", "bbox", "score")
-_CLICK_PROMPT = re.compile(r"click([1-9][0-9]*)")
 
 log = logging.getLogger("fusionlab")
 
@@ -110,21 +108,6 @@ class Click(NamedTuple):
 
 
 # ---------------------------------------------------------------- pure protocol pieces
-def parse_prompts(prompts: Sequence[str]) -> Tuple[bool, List[int]]:
-    """``["box", "click1", "click3"]`` → (box wanted, sorted click counts); anything else is an error."""
-    if not prompts:
-        raise FusionlabError("eval.prompts is empty; expected any of 'box' and 'clickN' (e.g. click1, click3)")
-    clicks = []
-    for i, prompt in enumerate(prompts):
-        match = _CLICK_PROMPT.fullmatch(str(prompt))
-        if prompt != "box" and not match:
-            raise FusionlabError(f"eval.prompts[{i}]: {prompt!r} is not a prompt type; expected 'box' or "
-                                 f"'clickN' with N >= 1 (e.g. click1, click3)")
-        if match:
-            clicks.append(int(match.group(1)))
-    return "box" in prompts, sorted(set(clicks))
-
-
 def _max_distance(region: np.ndarray, clicked: Sequence[Tuple[int, int]]) -> Tuple[float, int, int]:
     """Largest distance to the region's boundary (outside the image counts as boundary) and its
     first pixel in row-major order, skipping pixels already clicked; (0, -1, -1) if none.
@@ -452,11 +435,8 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     Under torchrun the images are shared out over the processes (contiguous shards, each on its
     own device) and every process returns the whole result, gathered in image order.
     """
+    config.eval.check()
     want_box, click_counts = parse_prompts(config.eval.prompts)
-    if config.eval.max_detections < 1:
-        raise FusionlabError(f"eval.max_detections={config.eval.max_detections}; expected at least 1")
-    if config.eval.prompt_batch < 1:
-        raise FusionlabError(f"eval.prompt_batch={config.eval.prompt_batch}; expected at least 1")
     detections = read_detections(config.eval.detections) if config.eval.detections else None
     dataset = val_dataset(config) if dataset is None else dataset
     gt_file = annotation_file(dataset) if detections is not None else None

@@ -8,22 +8,19 @@ modules a config names under ``plugins:`` (see :func:`import_plugins`).
 """
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 import difflib
 import fnmatch
 import importlib
 import inspect
-import numbers
 import os
 import sys
-import types
 import typing
 from importlib import metadata
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from fusionlab.errors import FusionlabError, yaml_kind
+from fusionlab.errors import FusionlabError
+from fusionlab.typecheck import conform
 
 
 class Registry:
@@ -158,11 +155,14 @@ class Registry:
         if missing:
             raise FusionlabError(f"{where + ': ' if where else ''}{self.kind} {name!r} needs option {missing[0]!r}; "
                                  f"its options: {', '.join(known)}")
-        hints = _type_hints(self.get(name))
+        hints = self.option_hints(name)
         for key, value in options.items():
-            if key in known and key in hints and not value_fits(hints[key], value):
-                raise FusionlabError(f"{where + '.' if where else ''}{key}: expected {type_phrase(hints[key])} "
-                                     f"(option of {self.kind} {name!r}), got {describe_value(value)}")
+            if key in known and key in hints:
+                conform(hints[key], value, f"{where + '.' if where else ''}{key}", f" (option of {self.kind} {name!r})")
+
+    def option_hints(self, name: str) -> Dict[str, Any]:
+        """The annotations of an entry's options (:mod:`fusionlab.typecheck` reads them); {} if unresolvable."""
+        return _type_hints(self.get(name))
 
     def build_checked(self, name: str, *supplied: Any, **options: Any) -> Any:
         """``build`` after :meth:`check_options` (no YAML path: the caller's error names the config)."""
@@ -189,66 +189,13 @@ def import_plugins(modules: Optional[Iterable[str]], where: str = "plugins") -> 
 
 
 def _type_hints(factory: Callable[..., Any]) -> Dict[str, Any]:
-    """The annotated types of a factory's parameters (a class: its ``__init__``'s); {} when they cannot be resolved."""
+    """The annotated types of a factory's parameters (a class: its ``__init__``'s), path roles kept;
+    {} when they cannot be resolved."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)
     except Exception:  # an annotation naming something not importable here: its values go unchecked
         return {}
-
-
-def value_fits(hint: Any, value: Any) -> bool:
-    """Whether a YAML ``value`` fits the annotation ``hint`` (int for float, any path-like for Path: yes)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any or isinstance(hint, typing.TypeVar):
-        return True
-    if origin in (Union, types.UnionType):
-        return any(value_fits(arg, value) for arg in args)
-    if hint is type(None):
-        return value is None
-    if origin is Literal:
-        return value in args
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if hint is Path or hint is os.PathLike:
-        return isinstance(value, (str, os.PathLike))
-    if origin in (list, tuple, collections.abc.Sequence):
-        if not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(args) == len(value) and all(value_fits(a, v) for a, v in zip(args, value))
-        return not args or all(value_fits(args[0], v) for v in value)
-    if origin in (dict, collections.abc.Mapping):
-        return isinstance(value, Mapping) and (not args or all(value_fits(args[1], v) for v in value.values()))
-    return True  # a class or construct this check does not know: the factory checks it
-
-
-def type_phrase(hint: Any) -> str:
-    """``an integer``, ``a number or null``, ``one of 'a', 'b'`` ... for an error message."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        return " or ".join(dict.fromkeys(type_phrase(a) for a in args))
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (list, tuple, collections.abc.Sequence):
-        return "a list" + (f" of {type_phrase(args[0])}s" if args and args[-1] is not Ellipsis and len(args) == 1
-                           else "")
-    if origin in (dict, collections.abc.Mapping):
-        return "a mapping"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",
-            Path: "a path"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def describe_value(value: Any) -> str:
-    """``a string 'x'``: a value's YAML kind and its text, for an error message."""
-    kind = yaml_kind(value)
-    return kind if value is None else f"{kind} {value!r}"
 
 
 def _qualname(obj: object) -> str:

@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fusionlab.atomic import atomic_write_text
-from fusionlab.config import RunConfig, TrainSection, resolve_device
+from fusionlab.config import RunConfig, TrainSection, resolve_device, validate
 from fusionlab.data import build_dataset, transforms
 from fusionlab.data.prompts import box_from_instance, sample_points
 from fusionlab.data.types import Sample
@@ -47,12 +47,11 @@ from fusionlab.depth.base import DepthSource
 from fusionlab.distributed import SINGLE, RankBatches, World, join, rank_seed
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, save_checkpoint
+from fusionlab.models.parts import PARTS, part_modules
 from fusionlab.models.speed import apply_speed_options
 
 log = logging.getLogger("fusionlab.train")
 
-PARTS = ("rgb_encoder", "depth_encoder", "fusion", "neck", "prompt_encoder", "decoder")
-PRECISIONS = ("auto", "fp32", "bf16")
 DONE_FILE = "train_done.json"
 
 
@@ -83,75 +82,6 @@ class TrainResult:
 def build_run_model(config: RunConfig) -> EfficientViTSam:
     """The model of ``config.model``, with its checkpoint loaded (see :meth:`ModelSection.build`)."""
     return config.model.build()
-
-
-def part_modules(model: EfficientViTSam, part: str) -> List[nn.Module]:
-    """The modules of one trainable part (see :data:`PARTS`); empty when the model lacks it.
-
-    ``neck`` covers the RGB encoder's neck and LayerNorm2d, and the depth encoder's where it has
-    them (``same`` at the neck); ``depth_encoder`` is the rest of the depth encoder (a light
-    encoder's projections included; nothing for ``shared``, which is the RGB encoder).
-    """
-    depth_parts = model.depth_encoder.parts() if model.depth_encoder is not None else {}
-    if part == "rgb_encoder":
-        return [model.image_encoder.backbone]
-    if part == "depth_encoder":
-        return depth_parts.get("depth_encoder", [])
-    if part == "neck":
-        return [model.image_encoder.neck, model.image_encoder.norm] + depth_parts.get("neck", [])
-    if part == "fusion":
-        return [model.fusions]
-    if part == "prompt_encoder":
-        return [model.prompt_encoder]
-    if part == "decoder":
-        return [model.mask_decoder]
-    raise ValueError(f"unknown part {part!r}")
-
-
-def check_parts(names: Sequence[str], where: Callable[[int, str], str]) -> None:
-    """Raise a one-line error for a name that is not one of :data:`PARTS`."""
-    for i, name in enumerate(names):
-        if name not in PARTS:
-            raise FusionlabError(f"{where(i, name)}: unknown part {name!r}; allowed: {', '.join(PARTS)}")
-
-
-# What each number of the train section must be; NaN fails every comparison, so it is refused too.
-_POSITIVE = (lambda v: 0 < v < math.inf, "a finite number > 0")
-_NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "a finite number >= 0")
-_PROBABILITY = (lambda v: 0 <= v <= 1, "a number in [0, 1]")
-_AT_LEAST_ONE = (lambda v: v >= 1, "an integer >= 1")
-_AT_LEAST_ZERO = (lambda v: v >= 0, "an integer >= 0")
-NUMBER_RULES = {
-    "lr": _POSITIVE, "weight_decay": _NON_NEGATIVE, "grad_clip": (_NON_NEGATIVE[0], "a finite number >= 0 (0: off)"),
-    "bce_weight": _NON_NEGATIVE, "dice_weight": _NON_NEGATIVE, "iou_weight": _NON_NEGATIVE,
-    "box_prob": _PROBABILITY, "multimask_prob": _PROBABILITY,
-    "epochs": _AT_LEAST_ONE, "batch_size": _AT_LEAST_ONE, "masks_per_image": _AT_LEAST_ONE,
-    "max_points": _AT_LEAST_ONE, "log_every": _AT_LEAST_ONE, "warmup_steps": _AT_LEAST_ZERO,
-    "num_workers": _AT_LEAST_ZERO, "interactive_rounds": _AT_LEAST_ZERO, "devices_per_cell": _AT_LEAST_ONE,
-    "seed": _AT_LEAST_ZERO,  # numpy's generators refuse negative seeds
-}
-
-
-def check_train_section(train: TrainSection) -> None:
-    """One-line errors for option values the loop cannot run with, or that make no sense."""
-    check_parts(train.freeze, lambda i, _: f"train.freeze[{i}]")
-    check_parts(list(train.lr_multipliers), lambda _, name: f"train.lr_multipliers.{name}")
-    for name, value in train.lr_multipliers.items():
-        if not _NON_NEGATIVE[0](value):
-            raise FusionlabError(f"train.lr_multipliers.{name}: {value} must be {_NON_NEGATIVE[1]}")
-    for name, (valid, expected) in NUMBER_RULES.items():
-        if not valid(getattr(train, name)):
-            raise FusionlabError(f"train.{name}: {getattr(train, name)} must be {expected}")
-    for name in ("steps", "max_steps"):
-        if getattr(train, name) is not None and getattr(train, name) < 1:
-            raise FusionlabError(f"train.{name}: {getattr(train, name)} must be an integer >= 1 or null")
-    if train.steps is not None and train.max_steps is not None:
-        raise FusionlabError(f"train.steps: {train.steps} and train.max_steps: {train.max_steps} both given; "
-                             "expected one: steps (exactly that many) or max_steps (a cap on the epochs)")
-    if len(train.betas) != 2 or not all(0 <= beta < 1 for beta in train.betas):
-        raise FusionlabError(f"train.betas: {train.betas} must be two numbers in [0, 1)")
-    if train.precision not in PRECISIONS:
-        raise FusionlabError(f"train.precision: {train.precision!r} is not one of {', '.join(PRECISIONS)}")
 
 
 def plan_steps(train: TrainSection, batches: int) -> Tuple[int, int]:
@@ -526,10 +456,11 @@ class Setup:
 
 
 def set_up(config: RunConfig, progress: bool) -> Setup:
-    """Check the train section and the device, build the model (its checkpoint loaded), the
-    data and the optimiser: every error a run's inputs can cause, before anything is written."""
+    """Check the config (:func:`~fusionlab.config.validate`) and the device, build the model (its
+    checkpoint loaded), the data and the optimiser: every error a run's inputs can cause, before
+    anything is written."""
     train_cfg = config.train
-    check_train_section(train_cfg)
+    validate(config)
     device = resolve_device(train_cfg.device, "train.device")
     world = join(device)
     world.check_batch(train_cfg.batch_size)

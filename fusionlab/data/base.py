@@ -27,10 +27,11 @@ default) it is a one-line error naming the annotation, the image and the file; w
 from __future__ import annotations
 
 import logging
+import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Literal, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -46,8 +47,10 @@ COCO_SIZE_THRESHOLDS: Tuple[float, float] = (32.0 ** 2, 96.0 ** 2)
 
 # Annotation keys that become Instance fields (or are dropped); any other key is an attribute.
 _STANDARD_KEYS = frozenset({"id", "image_id", "segmentation", "area", "bbox", "iscrowd"})
-FILTERS = ("official", "clean")
-BAD_ANNOTATIONS = ("error", "skip")
+InstanceFilter = Literal["official", "clean"]
+FILTERS = typing.get_args(InstanceFilter)
+BadAnnotations = Literal["error", "skip"]
+BAD_ANNOTATIONS = typing.get_args(BadAnnotations)
 
 log = logging.getLogger("fusionlab.data")
 
@@ -95,7 +98,7 @@ class InstanceDataset:
 
     def __init__(self, images: Path, depth_root: Optional[Path] = None, depth_scale: Optional[float] = None,
                  max_instances: Optional[int] = None, min_area: float = 1.0, seed: int = 0,
-                 filter: str = "official", bad_annotations: str = "error"):
+                 filter: InstanceFilter = "official", bad_annotations: BadAnnotations = "error"):
         if max_instances is not None and int(max_instances) < 1:
             raise FusionlabError(f"dataset {self.name!r}: max_instances={max_instances}; expected null or an "
                                  f"integer >= 1")

@@ -5,13 +5,13 @@ import json
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
 from fusionlab.data import register_dataset
-from fusionlab.data.base import ImageRecord, InstanceDataset
+from fusionlab.data.base import BadAnnotations, ImageRecord, InstanceDataset, InstanceFilter
 from fusionlab.errors import FusionlabError
+from fusionlab.typecheck import InputPath
 
-PathLike = Union[str, Path]
 
 log = logging.getLogger("fusionlab.data")
 
@@ -47,10 +47,10 @@ class CocoDataset(InstanceDataset):
             the mask is not empty.
     """
 
-    def __init__(self, annotations: PathLike, images: PathLike, depth_root: Optional[PathLike] = None,
+    def __init__(self, annotations: InputPath, images: InputPath, depth_root: Optional[InputPath] = None,
                  depth_scale: Optional[float] = None, max_instances: Optional[int] = None,
-                 min_area: float = 1.0, seed: int = 0, skip_empty: bool = True, filter: str = "official",
-                 bad_annotations: str = "error"):
+                 min_area: float = 1.0, seed: int = 0, skip_empty: bool = True, filter: InstanceFilter = "official",
+                 bad_annotations: BadAnnotations = "error"):
         super().__init__(Path(images), depth_root=depth_root, depth_scale=depth_scale,
                          max_instances=max_instances, min_area=min_area, seed=seed, filter=filter,
                          bad_annotations=bad_annotations)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional
 
 from fusionlab.data import register_dataset
-from fusionlab.data.base import ImageRecord, InstanceDataset
+from fusionlab.data.base import BadAnnotations, ImageRecord, InstanceDataset, InstanceFilter
 from fusionlab.errors import FusionlabError
+from fusionlab.typecheck import InputPath
 
-PathLike = Union[str, Path]
 _STEM = re.compile(r"^sa_(\d+)$")
 
 
@@ -40,10 +40,10 @@ class Sa1bDataset(InstanceDataset):
             skipped count logged once per image.
     """
 
-    def __init__(self, root: PathLike, depth_root: Optional[PathLike] = None, depth_scale: Optional[float] = None,
-                 image_list: Optional[PathLike] = None, max_images: Optional[int] = None,
+    def __init__(self, root: InputPath, depth_root: Optional[InputPath] = None, depth_scale: Optional[float] = None,
+                 image_list: Optional[InputPath] = None, max_images: Optional[int] = None,
                  max_instances: Optional[int] = None, min_area: float = 1.0, seed: int = 0,
-                 filter: str = "official", bad_annotations: str = "error"):
+                 filter: InstanceFilter = "official", bad_annotations: BadAnnotations = "error"):
         super().__init__(Path(root), depth_root=depth_root, depth_scale=depth_scale,
                          max_instances=max_instances, min_area=min_area, seed=seed, filter=filter,
                          bad_annotations=bad_annotations)

@@ -24,7 +24,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -35,6 +35,7 @@ from fusionlab.data.coco import CocoDataset
 from fusionlab.data.io import write_depth_png, write_rgb_png
 from fusionlab.data.scenes import SHAPES, render_scene
 from fusionlab.errors import FusionlabError
+from fusionlab.typecheck import OutputPath
 
 GENERATOR_VERSION = 2  # bump whenever the renderer's output changes
 SPLITS: Dict[str, int] = {"train": 0, "val": 1}  # the split enters every image's seed
@@ -83,7 +84,7 @@ class SyntheticDataset(CocoDataset):
 
     def __init__(self, split: str = "train", num_images: Optional[int] = None, image_size: int = 128,
                  camouflage: float = 0.5, objects_per_image: Sequence[int] = (3, 8), seed: int = 0,
-                 root: Optional[Union[str, Path]] = None, max_instances: Optional[int] = None,
+                 root: Optional[OutputPath] = None, max_instances: Optional[int] = None,
                  min_area: float = 1.0):
         self.config = _checked_config(split, num_images, image_size, camouflage, objects_per_image, seed)
         self.split = split

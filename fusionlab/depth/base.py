@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fusionlab.data.types import Sample
-from fusionlab.depth.normalize import NORMALIZATIONS, RAW_KINDS, postprocess
+from fusionlab.depth.normalize import NORMALIZATIONS, RAW_KINDS, Normalization, RawKind, postprocess
 from fusionlab.errors import FusionlabError
 from fusionlab.registry import Registry
 
@@ -46,7 +46,8 @@ class DepthSource:
 
     registry_name = "depth source"
 
-    def __init__(self, raw: Optional[str] = "depth", output: str = "disparity", normalize: str = "minmax"):
+    def __init__(self, raw: Optional[RawKind] = "depth", output: RawKind = "disparity",
+                 normalize: Normalization = "minmax"):
         self.raw = None if raw is None else self.check_choice("raw", raw, RAW_KINDS)
         self.output = self.check_choice("output", output, RAW_KINDS)
         self.normalize = self.check_choice("normalize", normalize, NORMALIZATIONS)

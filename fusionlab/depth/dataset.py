@@ -7,6 +7,7 @@ import numpy as np
 
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DepthSource, register_depth_source
+from fusionlab.depth.normalize import Normalization, RawKind
 from fusionlab.errors import FusionlabError
 
 
@@ -19,7 +20,7 @@ class DatasetDepth(DepthSource):
         normalize: ``"minmax"``, ``"median_mad"`` or ``"none"``.
     """
 
-    def __init__(self, output: str = "disparity", normalize: str = "minmax"):
+    def __init__(self, output: RawKind = "disparity", normalize: Normalization = "minmax"):
         super().__init__(raw="depth", output=output, normalize=normalize)
         self.dataset_name = "?"
 

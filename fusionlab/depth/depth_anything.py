@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from fusionlab.data.base import image_sample
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DepthSource, register_depth_source
+from fusionlab.depth.normalize import Normalization, RawKind
+from fusionlab.typecheck import HubIdOrPath, OutputPath
 from fusionlab.depth.cache import DEFAULT_LONG_SIDE, DepthCache, default_cache_dir
 from fusionlab.errors import FusionlabError
 
@@ -64,9 +66,10 @@ class DepthAnythingDepth(DepthSource):
             size. Maps are read back at the image's size (see :mod:`fusionlab.depth.cache`).
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, input_size: Optional[int] = None, raw: Optional[str] = None,
-                 output: str = "disparity", normalize: str = "minmax", device: str = "auto", batch_size: int = 4,
-                 cache_dir: Optional[str] = None, cache_long_side: Optional[int] = DEFAULT_LONG_SIDE):
+    def __init__(self, model: HubIdOrPath = DEFAULT_MODEL, input_size: Optional[int] = None,
+                 raw: Optional[RawKind] = None, output: RawKind = "disparity", normalize: Normalization = "minmax",
+                 device: str = "auto", batch_size: int = 4, cache_dir: Optional[OutputPath] = None,
+                 cache_long_side: Optional[int] = DEFAULT_LONG_SIDE):
         self.model_ref, self.model_fingerprint, config_file = resolve_model(str(model))
         if raw is None:
             metric = json.loads(config_file.read_text()).get("depth_estimation_type") == "metric"

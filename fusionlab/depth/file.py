@@ -9,6 +9,8 @@ import numpy as np
 from fusionlab.data.io import read_depth_array
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DepthSource, register_depth_source
+from fusionlab.depth.normalize import Normalization, RawKind
+from fusionlab.typecheck import InputPath
 from fusionlab.errors import FusionlabError
 
 EXTENSIONS = (".png", ".npy", ".tif", ".tiff")
@@ -33,8 +35,8 @@ class FileDepth(DepthSource):
         normalize: ``"minmax"``, ``"median_mad"`` or ``"none"``.
     """
 
-    def __init__(self, folder: str, raw: str = "depth", scale: float = 1.0, output: str = "disparity",
-                 normalize: str = "minmax"):
+    def __init__(self, folder: InputPath, raw: RawKind = "depth", scale: float = 1.0, output: RawKind = "disparity",
+                 normalize: Normalization = "minmax"):
         super().__init__(raw=raw, output=output, normalize=normalize)
         self.folder = Path(folder).expanduser()
         if not self.folder.is_dir():

@@ -1,14 +1,17 @@
 """``noise``: random maps, seeded per image, a control with no depth information."""
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+import typing
+from typing import Any, Dict, Literal, Tuple
 
 import numpy as np
 
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DepthSource, register_depth_source
+from fusionlab.depth.normalize import Normalization
 
-DISTRIBUTIONS = ("uniform", "gaussian")
+Distribution = Literal["uniform", "gaussian"]
+DISTRIBUTIONS = typing.get_args(Distribution)
 
 
 @register_depth_source("noise")
@@ -25,7 +28,7 @@ class NoiseDepth(DepthSource):
         normalize: ``"minmax"``, ``"median_mad"`` or ``"none"``.
     """
 
-    def __init__(self, distribution: str = "uniform", seed: int = 0, normalize: str = "minmax"):
+    def __init__(self, distribution: Distribution = "uniform", seed: int = 0, normalize: Normalization = "minmax"):
         super().__init__(raw=None, normalize=normalize)
         self.distribution = self.check_choice("distribution", distribution, DISTRIBUTIONS)
         self.seed = self.check_integer("seed", seed, 0)

@@ -31,14 +31,17 @@ Per-image normalisation (``normalize``):
 from __future__ import annotations
 
 import math
-from typing import Optional
+import typing
+from typing import Literal, Optional
 
 import numpy as np
 
 from fusionlab.errors import FusionlabError
 
-RAW_KINDS = ("depth", "disparity")
-NORMALIZATIONS = ("minmax", "median_mad", "none")
+RawKind = Literal["depth", "disparity"]
+RAW_KINDS = typing.get_args(RawKind)
+Normalization = Literal["minmax", "median_mad", "none"]
+NORMALIZATIONS = typing.get_args(Normalization)
 EPS_REL = 1e-3
 MAD_TO_STD = 1.4826
 MEAN_ABS_TO_STD = math.sqrt(math.pi / 2)

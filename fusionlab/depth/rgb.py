@@ -7,6 +7,7 @@ import numpy as np
 
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DepthSource, register_depth_source
+from fusionlab.depth.normalize import Normalization
 
 # ITU-R BT.601 luma weights, as PIL's "L" conversion uses
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -21,7 +22,7 @@ class RgbDepth(DepthSource):
         normalize: ``"minmax"``, ``"median_mad"`` or ``"none"`` (grey levels in [0, 1]).
     """
 
-    def __init__(self, normalize: str = "minmax"):
+    def __init__(self, normalize: Normalization = "minmax"):
         super().__init__(raw=None, normalize=normalize)
 
     def raw_map(self, sample: Sample, index: int) -> Tuple[np.ndarray, str]:

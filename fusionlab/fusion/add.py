@@ -1,6 +1,9 @@
 """Additive fusion, the block of the paper: ``fused = rgb + alpha * depth``."""
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -8,7 +11,8 @@ from fusionlab.errors import FusionlabError
 from fusionlab.fusion._inputs import check_pair
 from fusionlab.fusion.base import FusionBlock, register_fusion
 
-_ALPHA_KINDS = ("scalar", "channel")
+AlphaKind = Literal["scalar", "channel"]
+_ALPHA_KINDS = typing.get_args(AlphaKind)
 
 
 @register_fusion("add")
@@ -30,7 +34,7 @@ class AddFusion(FusionBlock):
         alpha_init: initial value of every entry of ``alpha``.
     """
 
-    def __init__(self, channels: int, alpha: str = "scalar", alpha_init: float = 0.0):
+    def __init__(self, channels: int, alpha: AlphaKind = "scalar", alpha_init: float = 0.0):
         super().__init__(channels)
         if alpha not in _ALPHA_KINDS:
             raise FusionlabError(f"fusion block 'add': alpha={alpha!r}; expected one of {', '.join(_ALPHA_KINDS)}")

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Literal, Optional, Tuple
 
 from fusionlab.errors import FusionlabError
+from fusionlab.typecheck import check_fields, conform
 
 FUSION_POINT_NECK = "neck"
 FUSION_POINT_NECK_INPUTS = "neck_inputs"
-DEPTH_INPUTS = ("replicate", "stem1")
+DepthInput = Literal["replicate", "stem1"]
+DEPTH_INPUTS = typing.get_args(DepthInput)
 
 
 class ConfigMethods:
@@ -17,14 +20,15 @@ class ConfigMethods:
     some fields changed, and a plain dict."""
 
     def replace(self, **overrides):
-        """A copy with some fields changed, validated; an unknown field is a one-line error."""
+        """A copy with some fields changed, validated; an unknown field or a value of the wrong type is
+        a one-line error naming it (``grid: expected an integer, got a string 'big'``)."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise FusionlabError(f"unknown model option(s) {unknown} of {type(self).__name__}; expected: "
                                  f"{sorted(names)}")
-        if "image_size" in overrides:
-            overrides["image_size"] = tuple(overrides["image_size"])
+        hints = typing.get_type_hints(type(self))
+        overrides = {name: conform(hints[name], value, name) for name, value in overrides.items()}
         return dataclasses.replace(self, **overrides).validate()
 
     def to_dict(self) -> Dict[str, object]:
@@ -72,7 +76,7 @@ class SamConfig(ConfigMethods):
     fusion_kwargs: Dict[str, object] = field(default_factory=dict)
     depth_encoder: str = "same"
     depth_encoder_kwargs: Dict[str, object] = field(default_factory=dict)
-    depth_input: str = "replicate"
+    depth_input: DepthInput = "replicate"
     depth_size: Optional[int] = None
 
     @property
@@ -88,6 +92,8 @@ class SamConfig(ConfigMethods):
         return [self.fusion_point]
 
     def validate(self) -> "SamConfig":
+        """This config, checked: field types, then what the fields must agree on; one-line errors."""
+        check_fields(self, type(self).__name__)
         allowed = [FUSION_POINT_NECK, FUSION_POINT_NECK_INPUTS] + list(self.neck_stages)
         if self.fusion_point not in allowed:
             raise FusionlabError(f"fusion_point {self.fusion_point!r} is not a point of this model; "
@@ -100,9 +106,6 @@ class SamConfig(ConfigMethods):
                                             or self.depth_size <= 0 or self.depth_size % largest_stride):
             raise FusionlabError(f"depth_size {self.depth_size!r}: expected a positive multiple of {largest_stride} "
                                  "(the encoder's largest stride), or null for the RGB encoder's input size")
-        if self.depth_input not in DEPTH_INPUTS:
-            raise FusionlabError(f"depth_input {self.depth_input!r} is not supported; expected one of "
-                                 f"{list(DEPTH_INPUTS)}")
         prompt_frame, encoder_input = self.image_size
         if prompt_frame % self.grid:
             raise FusionlabError(f"image_size[0]={prompt_frame} must be a multiple of grid={self.grid}")

@@ -16,6 +16,7 @@ import torch
 
 from fusionlab.errors import FusionlabError
 from fusionlab.models.config import SamConfig
+from fusionlab.typecheck import InputPath
 from fusionlab.models.depth_encoders import (DepthEncoder, Projection, check_servable, fusion_targets,
                                              register_depth_encoder)
 from fusionlab.models.image_encoder import ImageEncoder
@@ -35,7 +36,7 @@ class TimmEncoder(DepthEncoder):
 
     keeps_norm_eps = True  # timm's norms keep the epsilon their weights were trained with
 
-    def __init__(self, config: SamConfig, model_name: str, pretrained: Union[bool, str] = False):
+    def __init__(self, config: SamConfig, model_name: str, pretrained: Union[bool, InputPath] = False):
         import timm
 
         super().__init__(1 if config.depth_input == "stem1" else 3)
@@ -87,7 +88,7 @@ def _create(model_name: str, in_chans: int, pretrained: Union[bool, str], indice
 
 
 @register_depth_encoder("timm")
-def timm_encoder(config: SamConfig, model_name: str, pretrained: Union[bool, str] = False) -> DepthEncoder:
+def timm_encoder(config: SamConfig, model_name: str, pretrained: Union[bool, InputPath] = False) -> DepthEncoder:
     """A timm backbone (written ``timm:<model_name>``, e.g. ``timm:resnet18``) whose features at the
     fusion points' strides are projected by a 1×1 convolution (+ BatchNorm) to the RGB channels and
     resampled to the fusion grid. ``pretrained``: false (random init), true (timm's weights; needs

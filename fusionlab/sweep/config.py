@@ -30,24 +30,26 @@ typo fails at once with its YAML path.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
-from fusionlab.config import RunConfig, apply_override, from_dict, read_yaml, resolve_model_paths, validate_names
+from fusionlab.config import (SECTIONS, RunConfig, apply_override, check_number_rules, from_dict, read_yaml,
+                              resolve_paths, set_dotted, validate)
 from fusionlab.errors import FusionlabError
+from fusionlab.models.parts import DEPTH_ONLY_PARTS
 from fusionlab.registry import import_plugins
+from fusionlab.typecheck import yaml_key
 from fusionlab.results import GROUPS
 
 BASELINE = "rgb_only"
 # Depth sources that replace real depth by a signal without scene geometry: grid cells using them are controls.
 CONTROL_SOURCES = ("constant", "noise", "shuffled", "rgb")
-PRUNERS = ("median", "none")
-SECTIONS = ("model", "data", "depth", "train", "eval")
 # Fields that change where or how fast a run goes, not its result: left out of the cell key.
 _RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every", "channels_last", "compile",
                              "devices_per_cell"),
@@ -57,7 +59,7 @@ _RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_ev
 # changing them keeps its results.
 DEPTH_BRANCH_FIELDS = ("fusion_point", "fusion_kwargs", "depth_encoder", "depth_encoder_kwargs", "depth_input",
                        "depth_size")
-_DEPTH_ONLY_PARTS = ("depth_encoder", "fusion")
+_AT_LEAST_ONE = (lambda v: v >= 1, "an integer >= 1")
 
 
 @dataclass
@@ -105,10 +107,24 @@ class SearchSection:
 
     n_trials: int = 20
     params: Dict[str, SearchParam] = field(default_factory=dict)
-    pruner: str = "median"
+    pruner: Literal["median", "none"] = "median"
     variant: Optional[str] = None
     eval_images: int = 8
     startup_trials: int = 5
+
+    def check(self, where: str = "search") -> None:
+        """One-line errors for counts below their minimum, no knob, a knob's key or range."""
+        check_number_rules(self, {"n_trials": _AT_LEAST_ONE, "eval_images": _AT_LEAST_ONE,
+                                  "startup_trials": (lambda v: v >= 0, "an integer >= 0")}, where)
+        if not self.params:
+            raise FusionlabError(f"{where}.params: expected at least one knob, e.g. train.lr: {{low: 1.0e-5, high: "
+                                 f"1.0e-3, log: true}}")
+        for key, knob in self.params.items():
+            if key.split(".")[0] not in SECTIONS or "." not in key:
+                raise FusionlabError(f"{where}.params.{key}: expected a dotted key under one of {', '.join(SECTIONS)}")
+            if knob.low is None or knob.high is None or not knob.low < knob.high or (knob.log and knob.low <= 0):
+                raise FusionlabError(f"{where}.params.{key}: expected low < high (and low > 0 with log: true), got "
+                                     f"low={knob.low}, high={knob.high}")
 
 
 @dataclass
@@ -119,6 +135,9 @@ class LatencySection:
     runs: int = 10
     warmup: int = 3
 
+    def check(self, where: str = "latency") -> None:
+        check_number_rules(self, {"runs": _AT_LEAST_ONE, "warmup": (lambda v: v >= 0, "an integer >= 0")}, where)
+
 
 @dataclass
 class HeartbeatSection:
@@ -126,6 +145,11 @@ class HeartbeatSection:
 
     interval: int = 30
     grace: int = 120
+
+    def check(self, where: str = "heartbeat") -> None:
+        if self.interval < 1 or self.grace <= self.interval:
+            raise FusionlabError(f"{where}: expected interval >= 1 s and grace > interval, got "
+                                 f"interval={self.interval}, grace={self.grace}")
 
 
 @dataclass
@@ -153,6 +177,37 @@ class SweepFile:
     keep_checkpoints: bool = False
     latency: LatencySection = field(default_factory=LatencySection)
     heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)
+
+    def check(self, where: str) -> None:
+        """One-line errors (prefixed ``where``, the file) for the sweep's own keys; variants are checked
+        as they are built (:func:`load_sweep`)."""
+        name = self.name or Path(where).stem
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise FusionlabError(f"{where}: name={name!r}: expected letters, digits, '_', '-' or '.' (it names a "
+                                 f"folder)")
+        if not self.seeds:
+            raise FusionlabError(f"{where}: seeds: expected at least one seed, e.g. [0, 1, 2]")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise FusionlabError(f"{where}: seeds={self.seeds}: a seed is repeated")
+        if any(seed < 0 for seed in self.seeds):
+            raise FusionlabError(f"{where}: seeds={self.seeds}: seeds must be >= 0")
+        self.heartbeat.check(yaml_key(where, "heartbeat"))
+        self.latency.check(yaml_key(where, "latency"))
+        if self.search is not None:
+            self.search.check(yaml_key(where, "search"))
+        if not self.variants and not self.grid:
+            raise FusionlabError(f"{where}: no variants and no grid: nothing to compare with the RGB-only baseline; "
+                                 f"add e.g. variants: [{{name: add, model: {{fusion: add}}}}]")
+
+
+# The keys only a sweep file has: a YAML with one of them is a sweep, else a run config.
+SWEEP_ONLY_KEYS = frozenset(f.name for f in dataclasses.fields(SweepFile)) - {
+    f.name for f in dataclasses.fields(RunConfig)}
+
+
+def is_sweep_file(data: Dict[str, Any]) -> bool:
+    """Whether a YAML's top-level mapping is a sweep file (it has a key only sweeps have)."""
+    return bool(SWEEP_ONLY_KEYS & set(data))
 
 
 @dataclass(frozen=True)
@@ -283,19 +338,13 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     for item in overrides:
         apply_override(raw, item)
     spec = from_dict(SweepFile, raw, str(path))
+    spec.check(str(path))
     name = spec.name or path.stem
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise FusionlabError(f"{path}: name={name!r}: expected letters, digits, '_', '-' or '.' (it names a folder)")
-    _check_lists(spec, path)
-    if not spec.variants and not spec.grid:
-        raise FusionlabError(f"{path}: no variants and no grid: nothing to compare with the RGB-only baseline; "
-                             f"add e.g. variants: [{{name: add, model: {{fusion: add}}}}]")
     import_plugins(spec.plugins, f"{path}: plugins")
     base = from_dict(RunConfig, spec.base, f"{path}: base")
     import_plugins(base.plugins, f"{path}: base.plugins")
-    if base.model.checkpoint and not (path.parent / base.model.checkpoint).is_file():
-        raise FusionlabError(f"{path}: base.model.checkpoint: {(path.parent / base.model.checkpoint).resolve()} "
-                             f"does not exist (relative paths are read from the sweep file's folder)")
+    resolve_paths(base, path.parent)
+    validate(base, f"{path}: base")
     axis = _axis(spec, path)
     # the RGB-only baseline added to the variants is the base without fusion: built first, so that
     # an error in what every variant inherits is named as the base's, not as the first variant's
@@ -314,23 +363,11 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
         raise FusionlabError(f"{path}: variant name {repeated[0]!r} is used twice; variant names must be unique")
     results = Path(spec.results_dir) / name
     if spec.search is not None:
-        _check_search(spec.search, variants, path)
+        _check_search(spec.search, variants, spec.base, path)
     return SweepConfig(name=name, source=path, storage=storage or spec.storage or f"sqlite:///{results}/study.db",
                        results=results, seeds=spec.seeds, variants=variants, plugins=spec.plugins,
                        search=spec.search, keep_checkpoints=spec.keep_checkpoints, latency=spec.latency,
                        heartbeat=spec.heartbeat, overrides=list(overrides), axis=axis)
-
-
-def _check_lists(spec: SweepFile, path: Path) -> None:
-    if not spec.seeds:
-        raise FusionlabError(f"{path}: seeds: expected at least one seed, e.g. [0, 1, 2]")
-    if len(set(spec.seeds)) != len(spec.seeds):
-        raise FusionlabError(f"{path}: seeds={spec.seeds}: a seed is repeated")
-    if spec.heartbeat.interval < 1 or spec.heartbeat.grace <= spec.heartbeat.interval:
-        raise FusionlabError(f"{path}: heartbeat: expected interval >= 1 s and grace > interval, got "
-                             f"interval={spec.heartbeat.interval}, grace={spec.heartbeat.grace}")
-    if spec.latency.runs < 1 or spec.latency.warmup < 0:
-        raise FusionlabError(f"{path}: latency: expected runs >= 1 and warmup >= 0")
 
 
 Design = Tuple[Variant, Dict[str, Any], str]
@@ -438,33 +475,23 @@ def _design(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str, 
 def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str, label: str, where: str,
              path: Path) -> Variant:
     """Build and validate the RunConfig of ``base`` deep-merged with ``patch``."""
-    config = from_dict(RunConfig, _merge(base, patch), where)
-    resolve_model_paths(config.model, path.parent)
-    validate_names(config, where)
-    try:
-        config.data.train_options()  # every cell trains: a missing data.train must fail now, not in each cell
-    except FusionlabError as exc:
-        raise FusionlabError(f"{where}: {exc}") from None
+    config = run_config(_merge(base, patch), where, path)
     if group == "reference" and not config.model.checkpoint:
         raise FusionlabError(f"{where}: group 'reference' evaluates a released model as it is: it needs "
                              f"model.checkpoint (e.g. sam_vit_h_4b8939.pth with preset sam-vit-h)")
     if group in ("fusion", "encoder") and config.model.fusion is None:
         raise FusionlabError(f"{where}: group {group!r} needs a fusion block (model.fusion); use group "
                              f"'baseline' for an RGB-only variant")
-    if config.model.checkpoint and not Path(config.model.checkpoint).is_file():
-        raise FusionlabError(f"{where}: model.checkpoint: {config.model.checkpoint} does not exist "
-                             f"(relative paths are read from the sweep file's folder)")
     return Variant(name=name, group=group, label=label, config=config, key=_config_key(config))
 
 
-def set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data[a][b] = value`` for ``dotted = "a.b"``, creating mappings on the way."""
-    *parents, last = dotted.split(".")
-    for key in parents:
-        data = data.setdefault(key, {})
-        if not isinstance(data, dict):
-            raise FusionlabError(f"{dotted}: {key} is not a section")
-    data[last] = value
+def run_config(data: Dict[str, Any], where: str, path: Path) -> RunConfig:
+    """The RunConfig of one variant's (or search trial's) merged mapping: built, its paths read from the
+    sweep file's folder, validated (every cell trains, so a missing ``data.train`` fails now, not in each cell)."""
+    config = from_dict(RunConfig, data, where)
+    resolve_paths(config, path.parent)
+    validate(config, where)
+    return config
 
 
 def _get_dotted(data: Dict[str, Any], dotted: str) -> Any:
@@ -513,8 +540,8 @@ def _config_key(config: RunConfig) -> str:
         for name in DEPTH_BRANCH_FIELDS:
             architecture.pop(name, None)  # a SAM ViT reference model has no depth fields
         train = data["train"]
-        train["lr_multipliers"] = {k: v for k, v in train["lr_multipliers"].items() if k not in _DEPTH_ONLY_PARTS}
-        train["freeze"] = [part for part in train["freeze"] if part not in _DEPTH_ONLY_PARTS]
+        train["lr_multipliers"] = {k: v for k, v in train["lr_multipliers"].items() if k not in DEPTH_ONLY_PARTS}
+        train["freeze"] = [part for part in train["freeze"] if part not in DEPTH_ONLY_PARTS]
     if config.model.checkpoint:
         data["model"]["checkpoint"] = file_digest(Path(config.model.checkpoint))
     pretrained = architecture.get("depth_encoder_kwargs", {}).get("pretrained")
@@ -545,15 +572,10 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", "none" if value is None else str(value)).strip("-")
 
 
-def _check_search(search: SearchSection, variants: List[Variant], path: Path) -> None:
+def _check_search(search: SearchSection, variants: List[Variant], base: Dict[str, Any], path: Path) -> None:
+    """What a search needs beyond its own section: a variant to search, and a run config that each knob's
+    ends give (a trial's config is checked as every variant's is)."""
     where = f"{path}: search"
-    if search.pruner not in PRUNERS:
-        raise FusionlabError(f"{where}.pruner: {search.pruner!r}; allowed: {', '.join(PRUNERS)}")
-    if search.n_trials < 1 or search.eval_images < 1 or search.startup_trials < 0:
-        raise FusionlabError(f"{where}: expected n_trials >= 1, eval_images >= 1 and startup_trials >= 0")
-    if not search.params:
-        raise FusionlabError(f"{where}.params: expected at least one knob, e.g. train.lr: {{low: 1.0e-5, high: "
-                             f"1.0e-3, log: true}}")
     names = [v.name for v in variants]
     if search.variant is not None and search.variant not in names:
         raise FusionlabError(f"{where}.variant: {search.variant!r} is not a variant; known: {', '.join(names)}")
@@ -561,12 +583,9 @@ def _check_search(search: SearchSection, variants: List[Variant], path: Path) ->
         raise FusionlabError(f"{where}: nothing to search: the sweep has only the RGB-only baseline; add a "
                              f"variant (e.g. variants: [{{name: add, model: {{fusion: add}}}}]) or set "
                              f"search.variant: {BASELINE}")
+    searched = next(v for v in variants if (v.name == search.variant if search.variant else v.group != "baseline"))
     for key, knob in search.params.items():
-        if key.split(".")[0] not in SECTIONS or "." not in key:
-            raise FusionlabError(f"{where}.params.{key}: expected a dotted key under one of {', '.join(SECTIONS)}")
-        if knob.low is None or knob.high is None or not knob.low < knob.high or (knob.log and knob.low <= 0):
-            raise FusionlabError(f"{where}.params.{key}: expected low < high (and low > 0 with log: true), got "
-                                 f"low={knob.low}, high={knob.high}")
-        trial_config = copy.deepcopy(variants[-1].config.to_dict())
-        set_dotted(trial_config, key, knob.low)
-        from_dict(RunConfig, trial_config, f"{where}.params.{key}")
+        for end in (knob.low, knob.high):
+            trial = copy.deepcopy(searched.config.to_dict())
+            set_dotted(trial, key, end, f"{where}.params.{key}")
+            run_config(trial, f"{where}.params.{key} (at {end})", path)

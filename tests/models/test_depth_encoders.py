@@ -9,7 +9,7 @@ from fusionlab import FusionlabError, build_model, list_depth_encoders, list_fus
 from fusionlab.config import load_run_config
 from fusionlab.models import read_config
 from fusionlab.models.cost import encoder_gmacs
-from fusionlab.train import part_modules
+from fusionlab.models.parts import part_modules
 
 PRESET = "efficientvit-sam-demo"
 # (depth_encoder, extra SamConfig fields): every built-in kind, depth_size included

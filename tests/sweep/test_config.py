@@ -118,7 +118,7 @@ def test_plugins_under_base_are_imported(make_sweep, tiny_base, workdir):
 
 
 @pytest.mark.parametrize("model, expected", [
-    ({"grid": "big"}, "base.model.grid: expected an integer, got a string 'big'"),
+    ({"grid": "big"}, "base.model.grid: expected an integer or null, got a string 'big'"),
     ({"fusion": "add", "fusion_point": "stage9"}, "model: fusion_point 'stage9' is not a point of this model"),
     ({"overrides": {"grid": 8}}, "base.model.overrides: unknown key; allowed keys: preset, checkpoint"),
     ({"fusion": "add", "fusion_kwargs": {"alpah": "channel"}},
