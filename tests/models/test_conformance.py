@@ -110,3 +110,12 @@ def test_encoder_gmacs_match_the_published_costs(size, gmacs):
         model = build_model(f"efficientvit-sam-{size}")
     assert encoder_gmacs(model) == pytest.approx(gmacs, abs=0.05)
 
+
+def test_a_missing_reference_skips_but_fails_in_ci(require_reference, tmp_path, monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="conformance references not found at .*absent"):
+        require_reference(tmp_path / "absent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the conformance tests"):
+        require_reference(tmp_path / "absent")
+    assert require_reference(tmp_path) == tmp_path
