@@ -138,10 +138,18 @@ def test_prompts_torch_cannot_take_are_one_line_errors(rgbd_predictor, prompt, m
 
 def test_a_mask_from_an_earlier_call_refines_the_next(rgbd_predictor):
     rgbd_predictor.set_image(np.zeros((40, 50, 3), np.uint8), depth=np.zeros((40, 50), np.float32))
-    _, iou, low_res = rgbd_predictor.predict(point_coords=np.array([[20, 20]]), point_labels=np.array([1]))
-    masks, _, _ = rgbd_predictor.predict(point_coords=np.array([[20, 20]]), point_labels=np.array([1]),
-                                         mask_input=low_res[int(np.argmax(iou))][None], multimask_output=False)
-    assert masks.shape == (1, 40, 50)
+    click = {"point_coords": np.array([[20, 20]]), "point_labels": np.array([1]), "multimask_output": False,
+             "return_logits": True}
+    plain, _, low_res = rgbd_predictor.predict(**click)
+    refined, _, _ = rgbd_predictor.predict(**click, mask_input=low_res)
+    assert refined.shape == (1, 40, 50)
+    assert not np.allclose(refined, plain, atol=1e-3)
+    # the mask's content is read, not only whether one is given
+    square = np.full((1, 64, 64), -10.0, np.float32)
+    square[:, 10:30, 10:30] = 10.0
+    inside, _, _ = rgbd_predictor.predict(**click, mask_input=square)
+    outside, _, _ = rgbd_predictor.predict(**click, mask_input=-square)
+    assert not np.allclose(inside, outside, atol=1e-3)
 
 
 # ---------------------------------------------------------------- fusionlab predict / demo-image
