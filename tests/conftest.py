@@ -39,6 +39,23 @@ def require_reference():
     return _require_reference
 
 
+@pytest.fixture
+def depth_sensitive_model():
+    """The demo preset with ``add`` fusion, in eval mode, whose alpha is 1.
+
+    A freshly built RGB-D model starts exactly at its RGB model (alpha 0), so its features are the
+    same whatever depth it is given: a test that compares them would see nothing of the depth path.
+    """
+    from fusionlab import build_model
+
+    torch.manual_seed(0)
+    model = build_model("efficientvit-sam-demo", fusion="add").eval()
+    with torch.no_grad():
+        for block in model.fusions.values():
+            block.alpha.fill_(1.0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
     """One thread, and the synthetic scenes generated into a private cache, for a module's tests

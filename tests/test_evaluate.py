@@ -257,9 +257,9 @@ def test_option_leaves_an_rgb_model_s_results_unchanged(coco_set, dataset, optio
     assert default.metrics == changed.metrics
 
 
-def test_drop_depth_equals_a_constant_depth_source(coco_set, dataset, monkeypatch):
+def test_drop_depth_equals_a_constant_depth_source(coco_set, dataset, monkeypatch, depth_sensitive_model):
     monkeypatch.setattr(evaluation, "Predictor", DepthSpy)
-    model = demo_model(fusion="add")
+    model = depth_sensitive_model
     DepthSpy.seen = []
     dropped = evaluate(model, run_config(coco_set, prompts=["box", "click1"], drop_depth=True), dataset,
                        progress=False)
@@ -268,8 +268,9 @@ def test_drop_depth_equals_a_constant_depth_source(coco_set, dataset, monkeypatc
     constant.depth.source, constant.depth.options = "constant", {"value": 0.5}
     pd.testing.assert_frame_equal(dropped.instances, evaluate(model, constant, dataset, progress=False).instances)
     DepthSpy.seen = []
-    evaluate(model, run_config(coco_set, prompts=["box"]), dataset, progress=False)  # the dataset's own depth
+    own_depth = evaluate(model, run_config(coco_set, prompts=["box", "click1"]), dataset, progress=False)
     assert all(d.std() > 0.1 for d in DepthSpy.seen)
+    assert not np.allclose(own_depth.instances["iou"], dropped.instances["iou"])  # the IoUs show the depth read
 
 
 # ---------------------------------------------------------------- bad input

@@ -1,6 +1,7 @@
 """The predictor and ``fusionlab predict``: output shapes, depth as the checkpoint says, bad-input errors."""
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fusionlab import FusionlabError, Predictor, build_model, save_checkpoint
@@ -71,8 +72,8 @@ def _scene_metres() -> np.ndarray:
     return metres
 
 
-def test_raw_depth_gets_the_preprocessing_the_checkpoint_records(tmp_path):
-    model = build_model("efficientvit-sam-demo", fusion="add").eval()
+def test_raw_depth_gets_the_preprocessing_the_checkpoint_records(tmp_path, depth_sensitive_model):
+    model = depth_sensitive_model
     source = build_depth_source("dataset", output="depth", normalize="median_mad")
     path = save_checkpoint(model, tmp_path / "rgbd.safetensors", depth_source=source)
     sample = _sample(_scene_metres())
@@ -80,11 +81,13 @@ def test_raw_depth_gets_the_preprocessing_the_checkpoint_records(tmp_path):
     trained_on.set_image(sample.image, depth=source(sample, 0))
     from_raw = Predictor(model, read_depth_preprocessing(path))
     from_raw.set_image(sample.image, raw_depth=sample.depth * 1000, depth_kind="depth")  # millimetres
-    assert np.array_equal(from_raw.features, trained_on.features)
+    # median/MAD does not see the unit, but float32 rounds millimetres and metres apart (6e-8 in the map)
+    torch.testing.assert_close(from_raw.features, trained_on.features)
     default = Predictor(model)  # a checkpoint that says nothing: a depth source's defaults
     default.set_image(sample.image, raw_depth=sample.depth)
+    assert not torch.allclose(default.features, from_raw.features)  # the features show the preprocessing
     trained_on.set_image(sample.image, depth=build_depth_source("dataset")(sample, 0))
-    assert np.array_equal(default.features, trained_on.features)
+    assert torch.equal(default.features, trained_on.features)
 
 
 def test_raw_depth_errors_name_the_kind_and_the_control(rgbd_predictor):
