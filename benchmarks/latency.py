@@ -12,8 +12,8 @@ are compared, so that outside load slows every model alike (absolute times are p
 only a GPU's are worth quoting). ``GMACs ×`` is the same ratio by arithmetic: a latency ratio well
 above it is overhead beyond the multiply-accumulates.
 
-Targets (issue 9): a light encoder at ≤ 1.15× RGB-only latency on L0 at 512 px on the CPU;
-``same``'s latency ratio within 5 % of its GMACs ratio.
+Targets: a light depth encoder's latency ratio ≤ 1.15 (L0 at 512 px, on the CPU); ``same``'s
+latency ratio within 5 % of its GMACs ratio.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ folder and storage) on the same cells: RGB-only and ``add`` on the embedded scen
 cells in all, each a cell of ``ablations/fusion.yaml`` (200 images, batch 8, 16 masks per image,
 box and click evaluation on 50 images) with ``--steps`` steps (default 100, as there), latency
 not measured. The table gives each wall time and its ratio to the first
-row, one worker on one device; the target of issue 11 is at most 0.55 for two devices (perfect
+row, one worker on one device; the target is a ratio of at most 0.55 for two devices (perfect
 scaling is 0.5). On the CPU a "device" is half the cores: the first row is one worker on half
 of them, the last two workers on all of them (the scaling of the sweep runner), and the middle
 row one worker threading over all of them (what splitting a sweep buys over letting torch

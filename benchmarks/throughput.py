@@ -27,7 +27,7 @@ cache for ``--da-images`` synthetic scenes (at most 256 px, resized by the proce
 input) with the same model and batch, as ``fusionlab
 depth`` does (decode, preprocess, predict, resize to the image, encode and write, the three stages
 overlapping), after an untimed batch; its images/s over the forward's is the share of the model's
-throughput that the precompute keeps. Target (issue): ≥ 0.90.
+throughput that the precompute keeps. Target: ≥ 0.90.
 
 Data share: short runs of the real loop (:func:`fusionlab.train.train`) of an RGB-D model on
 ``--data-batch`` × ``--data-steps`` embedded synthetic scenes with their own depth (one epoch; the
@@ -36,7 +36,7 @@ cache, ~2 images/s at 512 px on one core): time spent waiting for the next batch
 step, from the second batch on (the first one starts the workers). The loader's workers prefetch
 two batches each, so the runs need several times more steps than that. On a GPU the device is
 synchronised before each batch is asked for, so the share is an upper bound: data loading does not
-overlap the step's last kernels. Target (issue): ≤ 10 % on a GPU.
+overlap the step's last kernels. Target: a share ≤ 10 % on a GPU.
 """
 from __future__ import annotations
 
@@ -408,7 +408,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         forward = depth_anything_row(args, device, peak_fp32)
         Table(DEPTH_COLUMNS, [len(DEPTH_ANYTHING)]).row(forward)
         print("\nThe depth cache filled by `fusionlab depth` with that model, against its forward alone; "
-              "target (issue): ≥ 0.90")
+              "target: a ratio ≥ 0.90")
         Table(PRECOMPUTE_COLUMNS, [len("fusionlab depth (fill the cache)")]).row(
             precompute_row(args, device, float(forward[4])))
     if "data" not in args.skip:

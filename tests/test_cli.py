@@ -223,9 +223,10 @@ def test_threads_option_sets_torch_threads_and_refuses_nonsense(tmp_path, capsys
     caplog.set_level(logging.INFO, logger="fusionlab")
     before = torch.get_num_threads()
     try:
-        assert main(["--threads", "1", "demo-image", "--out", str(tmp_path / "s.png")]) == 0
-        assert torch.get_num_threads() == 1
-        assert "using 1 CPU thread(s) for torch (--threads)" in caplog.text
+        torch.set_num_threads(1)  # the option must change the count, not find it already set
+        assert main(["--threads", "2", "demo-image", "--out", str(tmp_path / "s.png")]) == 0
+        assert torch.get_num_threads() == 2
+        assert "using 2 CPU thread(s) for torch (--threads)" in caplog.text
     finally:
         torch.set_num_threads(before)
     assert main(["--threads", "0", "demo-image", "--out", str(tmp_path / "t.png")]) == 2

@@ -118,6 +118,21 @@ class OraclePredictor(Predictor):
         return masks, iou, None
 
 
+class ConfidentMissPredictor(OraclePredictor):
+    """The oracle, except that it misses every object of the second scene (an empty mask) and is
+    surer of each miss (predicted IoU 0.95) than of its hits (0.9)."""
+
+    SECOND_SCENE = set(COLOURS[len(SCENES[0]):len(SCENES[0]) + len(SCENES[1])])  # coco_set colours in order
+
+    def predict_torch(self, points=None, boxes=None, mask_input=None, multimask_output=True, return_logits=False):
+        masks, iou, low_res = super().predict_torch(points, boxes, mask_input, multimask_output, return_logits)
+        for index, mask in enumerate(masks[:, 1]):
+            if tuple(self.image[mask.numpy()][0]) in self.SECOND_SCENE:
+                mask[:] = False
+                iou[index, 1] = 0.95
+        return masks, iou, low_res
+
+
 # ---------------------------------------------------------------- clicks
 def test_first_click_is_the_centre_of_a_square():
     gt = np.zeros((21, 21), dtype=bool)
@@ -257,9 +272,9 @@ def test_option_leaves_an_rgb_model_s_results_unchanged(coco_set, dataset, optio
     assert default.metrics == changed.metrics
 
 
-def test_drop_depth_equals_a_constant_depth_source(coco_set, dataset, monkeypatch):
+def test_drop_depth_equals_a_constant_depth_source(coco_set, dataset, monkeypatch, depth_sensitive_model):
     monkeypatch.setattr(evaluation, "Predictor", DepthSpy)
-    model = demo_model(fusion="add")
+    model = depth_sensitive_model
     DepthSpy.seen = []
     dropped = evaluate(model, run_config(coco_set, prompts=["box", "click1"], drop_depth=True), dataset,
                        progress=False)
@@ -268,8 +283,9 @@ def test_drop_depth_equals_a_constant_depth_source(coco_set, dataset, monkeypatc
     constant.depth.source, constant.depth.options = "constant", {"value": 0.5}
     pd.testing.assert_frame_equal(dropped.instances, evaluate(model, constant, dataset, progress=False).instances)
     DepthSpy.seen = []
-    evaluate(model, run_config(coco_set, prompts=["box"]), dataset, progress=False)  # the dataset's own depth
+    own_depth = evaluate(model, run_config(coco_set, prompts=["box", "click1"]), dataset, progress=False)
     assert all(d.std() > 0.1 for d in DepthSpy.seen)
+    assert not np.allclose(own_depth.instances["iou"], dropped.instances["iou"])  # the IoUs show the depth read
 
 
 # ---------------------------------------------------------------- bad input
@@ -363,25 +379,36 @@ def test_predictions_are_coco_results_of_the_scored_masks_one_file_per_prompt(co
             mask, truth = mask_utils.decode(entry["segmentation"]).astype(bool), gt.annToMask(ann).astype(bool)
             iou = result.instances.set_index(["ann_id", "prompt"]).loc[(entry["ann_id"], prompt), "iou"]
             assert (mask & truth).sum() / max((mask | truth).sum(), 1) == pytest.approx(iou)
-        with contextlib.redirect_stdout(io.StringIO()):
-            scored = COCOeval(gt, gt.loadRes(str(path)), iouType="segm")
-            scored.evaluate()
-            scored.accumulate()
-            scored.summarize()
-        assert -1.0 <= scored.stats[0] <= 1.0
+
+
+def _cocoeval_ap(coco_set, predictions: Path) -> float:
+    """COCOeval's segm AP (IoU 0.5:0.95, all areas) of a predictions file."""
+    gt = _ground_truth(coco_set)
+    with contextlib.redirect_stdout(io.StringIO()):
+        scored = COCOeval(gt, gt.loadRes(str(predictions)), iouType="segm")
+        scored.evaluate()
+        scored.accumulate()
+        scored.summarize()
+    return scored.stats[0]
 
 
 def test_an_oracle_s_predictions_score_ap_100_with_cocoeval(coco_set, dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "Predictor", OraclePredictor)
     evaluation.write_result(tmp_path, evaluate(demo_model(), run_config(coco_set, prompts=["box"]), dataset,
                                                progress=False))
-    gt = _ground_truth(coco_set)
-    with contextlib.redirect_stdout(io.StringIO()):
-        scored = COCOeval(gt, gt.loadRes(str(tmp_path / "predictions_box.json")), iouType="segm")
-        scored.evaluate()
-        scored.accumulate()
-        scored.summarize()
-    assert scored.stats[0] == pytest.approx(1.0)
+    assert _cocoeval_ap(coco_set, tmp_path / "predictions_box.json") == pytest.approx(1.0)
+
+
+def test_confident_misses_score_the_ap_worked_out_by_hand(coco_set, dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluation, "Predictor", ConfidentMissPredictor)
+    evaluation.write_result(tmp_path, evaluate(demo_model(), run_config(coco_set, prompts=["box"]), dataset,
+                                               progress=False))
+    # Each category has one miss (the second scene holds objects 4 and 5), ranked first by its score.
+    # Category 1, objects 1, 3, 5: miss, hit, hit: precision 2/3 up to recall 2/3, 67 of COCO's 101
+    # recall points (0, 0.01 ... 0.66). Category 2, objects 2, 4: miss, hit: precision 1/2 up to
+    # recall 1/2, 51 points. Hits are exact and misses empty, so every IoU threshold gives the same.
+    by_hand = (67 * 2 / 3 + 51 * 1 / 2) / 101 / 2
+    assert _cocoeval_ap(coco_set, tmp_path / "predictions_box.json") == pytest.approx(by_hand)
 
 
 def test_images_json_names_the_image_files_and_the_depth_previews(coco_set, dataset, tmp_path):

@@ -1,6 +1,7 @@
 """The predictor and ``fusionlab predict``: output shapes, depth as the checkpoint says, bad-input errors."""
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from fusionlab import FusionlabError, Predictor, build_model, save_checkpoint
@@ -71,8 +72,8 @@ def _scene_metres() -> np.ndarray:
     return metres
 
 
-def test_raw_depth_gets_the_preprocessing_the_checkpoint_records(tmp_path):
-    model = build_model("efficientvit-sam-demo", fusion="add").eval()
+def test_raw_depth_gets_the_preprocessing_the_checkpoint_records(tmp_path, depth_sensitive_model):
+    model = depth_sensitive_model
     source = build_depth_source("dataset", output="depth", normalize="median_mad")
     path = save_checkpoint(model, tmp_path / "rgbd.safetensors", depth_source=source)
     sample = _sample(_scene_metres())
@@ -80,11 +81,13 @@ def test_raw_depth_gets_the_preprocessing_the_checkpoint_records(tmp_path):
     trained_on.set_image(sample.image, depth=source(sample, 0))
     from_raw = Predictor(model, read_depth_preprocessing(path))
     from_raw.set_image(sample.image, raw_depth=sample.depth * 1000, depth_kind="depth")  # millimetres
-    assert np.array_equal(from_raw.features, trained_on.features)
+    # median/MAD does not see the unit, but float32 rounds millimetres and metres apart (6e-8 in the map)
+    torch.testing.assert_close(from_raw.features, trained_on.features)
     default = Predictor(model)  # a checkpoint that says nothing: a depth source's defaults
     default.set_image(sample.image, raw_depth=sample.depth)
+    assert not torch.allclose(default.features, from_raw.features)  # the features show the preprocessing
     trained_on.set_image(sample.image, depth=build_depth_source("dataset")(sample, 0))
-    assert np.array_equal(default.features, trained_on.features)
+    assert torch.equal(default.features, trained_on.features)
 
 
 def test_raw_depth_errors_name_the_kind_and_the_control(rgbd_predictor):
@@ -138,10 +141,18 @@ def test_prompts_torch_cannot_take_are_one_line_errors(rgbd_predictor, prompt, m
 
 def test_a_mask_from_an_earlier_call_refines_the_next(rgbd_predictor):
     rgbd_predictor.set_image(np.zeros((40, 50, 3), np.uint8), depth=np.zeros((40, 50), np.float32))
-    _, iou, low_res = rgbd_predictor.predict(point_coords=np.array([[20, 20]]), point_labels=np.array([1]))
-    masks, _, _ = rgbd_predictor.predict(point_coords=np.array([[20, 20]]), point_labels=np.array([1]),
-                                         mask_input=low_res[int(np.argmax(iou))][None], multimask_output=False)
-    assert masks.shape == (1, 40, 50)
+    click = {"point_coords": np.array([[20, 20]]), "point_labels": np.array([1]), "multimask_output": False,
+             "return_logits": True}
+    plain, _, low_res = rgbd_predictor.predict(**click)
+    refined, _, _ = rgbd_predictor.predict(**click, mask_input=low_res)
+    assert refined.shape == (1, 40, 50)
+    assert not np.allclose(refined, plain, atol=1e-3)
+    # the mask's content is read, not only whether one is given
+    square = np.full((1, 64, 64), -10.0, np.float32)
+    square[:, 10:30, 10:30] = 10.0
+    inside, _, _ = rgbd_predictor.predict(**click, mask_input=square)
+    outside, _, _ = rgbd_predictor.predict(**click, mask_input=-square)
+    assert not np.allclose(inside, outside, atol=1e-3)
 
 
 # ---------------------------------------------------------------- fusionlab predict / demo-image
