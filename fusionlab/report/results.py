@@ -14,7 +14,7 @@ reported on a laptop. ``results/<name>/`` contains:
       sweep crossed every variant with the values of one numeric field, else null or absent.
       Each variant then also has ``"design"`` (its name without the axis value, e.g. ``add``:
       one line of the curve figure), ``"design_label"``, ``"axis_value"`` (one of ``values``)
-      and ``"baseline"``: the RGB-only variant at the same value, its Δ's reference.
+      and ``"baseline"``: the RGB-only variant at the same value, which its Δ is against.
     - ``variants``: ``{"name": str, "group": "baseline" | "fusion" | "encoder" | "control",
       "fusion": str | null, "fusion_point": str | null, "depth_source": str | null,
       "depth_encoder": str | null, "depth_size": int | null, "label": str}``; ``label`` is
@@ -115,7 +115,7 @@ class Variant:
     design: str = ""
     design_label: str = ""
     axis_value: Optional[float] = None
-    baseline: Optional[str] = None  # its Δ's reference; None: the sweep's baseline
+    baseline: Optional[str] = None  # the variant its Δ is against; None: the sweep's baseline
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
     """Train and evaluate ``config`` into ``folder``; its metrics, costs, steps and final loss.
 
     A ``reference`` variant (a released model in the table to compare with) is evaluated from its
-    checkpoint as it is, without training; its latency is measured against the sweep's RGB-only model.
+    checkpoint as it is, without training; its latency is timed against the sweep's RGB-only baseline.
     """
     from fusionlab.evaluate import evaluate
     from fusionlab.train import train
@@ -123,13 +123,13 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
 
 def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySection,
                   baseline: Optional[RunConfig] = None) -> Dict[str, Any]:
-    """Parameters (M), GMACs of one encoder forward, latency relative to the RGB-only model, and throughput.
+    """Parameters (M), GMACs of one encoder forward, latency timed against the RGB-only baseline, and throughput.
 
     GMACs and latency are :func:`fusionlab.models.cost.encoder_gmacs` and
     :func:`~fusionlab.models.cost.latency_ratios` (one encoder + decoder forward with one box
-    prompt, alternating with the RGB-only model of the same preset built in the same process,
+    prompt, alternating with the RGB-only baseline of the same preset built in the same process,
     median of ``latency.runs`` after ``latency.warmup``; 1.0 for an RGB-only model, which is that
-    reference). Throughput is :func:`~fusionlab.models.cost.encoder_throughput` (images per second
+    baseline). Throughput is :func:`~fusionlab.models.cost.encoder_throughput` (images per second
     through the encoder(s) and fusion blocks on the model's device, same runs and warmup), with its
     ``throughput_batch`` and ``throughput_device``. ``latency_settings`` records how; with
     ``latency.enabled`` false, neither latency nor throughput is measured. ``baseline``: the RGB-only
@@ -148,15 +148,16 @@ def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySec
     if not latency.enabled:
         return costs
     if not model.has_depth and baseline is None:
-        costs["latency_ratio"] = 1.0  # the RGB-only model is its own reference: 1 by definition, not by timing
+        costs["latency_ratio"] = 1.0  # the RGB-only model is its own baseline: 1 by definition, not by timing
     else:
         if baseline is not None:
-            reference = baseline.model.architecture().to(model.device)
+            baseline_model = baseline.model.architecture().to(model.device)
         else:
             rgb_fields = {k: v for k, v in config.model.architecture_fields().items()
                           if k not in DEPTH_BRANCH_FIELDS}
-            reference = build_model(config.model.preset, **{**rgb_fields, "fusion": None}).to(model.device)
-        ratios = latency_ratios({"model": model, "rgb_only": reference}, "rgb_only", latency.runs, latency.warmup)
+            baseline_model = build_model(config.model.preset, **{**rgb_fields, "fusion": None}).to(model.device)
+        ratios = latency_ratios({"model": model, "rgb_only": baseline_model}, "rgb_only", latency.runs,
+                                latency.warmup)
         costs["latency_ratio"] = round(ratios["model"], 4)
     batch = throughput_batch(model.device)
     costs.update(throughput_ips=round(encoder_throughput(model, batch, latency.runs, latency.warmup), 3),
