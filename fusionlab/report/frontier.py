@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from fusionlab.report.results import Sweep, SweepResults, Variant
+from fusionlab.report.loading import Sweep, SweepResults, VariantRecord
 
 COSTS = ("latency_ratio", "gmacs")
 POINT_COLUMNS = ["label", "group", "delta", "ci_low", "ci_high", *COSTS]
@@ -72,7 +72,7 @@ def pareto_front(cost: pd.Series, gain: pd.Series) -> pd.Series:
     return front
 
 
-def is_light(variant: Variant) -> bool:
+def is_light(variant: VariantRecord) -> bool:
     """A design whose depth branch is lighter than a full-size copy of the RGB encoder.
 
     That is another depth encoder than ``same``, or ``same`` at its own smaller ``depth_size``;
@@ -82,7 +82,7 @@ def is_light(variant: Variant) -> bool:
             and (variant.depth_encoder != "same" or variant.depth_size is not None))
 
 
-def same_counterpart(variant: Variant, sweep: Sweep) -> Optional[Variant]:
+def same_counterpart(variant: VariantRecord, sweep: Sweep) -> Optional[VariantRecord]:
     """The design that differs from ``variant`` only in its depth encoder, or None.
 
     It has ``depth_encoder == "same"`` at full size (``depth_size`` null) and the same fusion,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fusionlab.report import frontier
-from fusionlab.report.results import Sweep, SweepResults
+from fusionlab.report.loading import Sweep, SweepResults
 from fusionlab.report.stats import ALPHA
 
 PROMPT_HEADERS = {"click1": "1-click", "click3": "3-click"}

@@ -6,7 +6,7 @@ claims, heartbeats), :mod:`~fusionlab.sweep.cell` (one cell: train, evaluate, co
 :mod:`~fusionlab.sweep.workers` (the claim loop, worker processes, ``trials.csv``),
 :mod:`~fusionlab.sweep.launch` (one ``fusionlab sweep`` launch) and
 :mod:`~fusionlab.sweep.search` (TPE search on the same store). The result files are
-described in :mod:`fusionlab.report.results`.
+described in :mod:`fusionlab.report.loading`.
 """
 from fusionlab.sweep.config import SweepConfig, load_sweep
 from fusionlab.sweep.launch import SweepOutcome, describe_cells, run_sweep

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from fusionlab.report.frontier import gain_kept, is_light, pareto_front, same_counterpart, variant_points
-from fusionlab.report.results import Variant, load_results
+from fusionlab.report.loading import VariantRecord, load_results
 from fusionlab.report.stats import summarize
 
 
@@ -46,8 +46,8 @@ def test_no_valid_point_gives_no_frontier():
 
 
 def _variant(name, group="encoder", encoder="same", size=None, point="stage3"):
-    return Variant(name, group, name, fusion="add", fusion_point=point,
-                   depth_source="depth_anything", depth_encoder=encoder, depth_size=size)
+    return VariantRecord(name, group, name, fusion="add", fusion_point=point,
+                         depth_source="depth_anything", depth_encoder=encoder, depth_size=size)
 
 
 def test_light_means_lighter_than_a_full_size_copy_of_the_rgb_encoder():
@@ -56,7 +56,7 @@ def test_light_means_lighter_than_a_full_size_copy_of_the_rgb_encoder():
     assert is_light(_variant("s256", size=256))
     assert not is_light(_variant("same"))
     assert not is_light(_variant("shuffled", group="control", encoder="timm:resnet18"))
-    assert not is_light(Variant("rgb_only", "baseline", "RGB only"))
+    assert not is_light(VariantRecord("rgb_only", "baseline", "RGB only"))
 
 
 def test_the_same_counterpart_differs_only_in_the_depth_encoder(exact_encoder_report):

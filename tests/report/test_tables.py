@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fusionlab.report import make_report, tables
-from fusionlab.report.results import load_results
+from fusionlab.report.loading import load_results
 from fusionlab.report.stats import holm_adjust, summarize
 from fusionlab.report.tables import data_name, latex_escape
 
