@@ -56,11 +56,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fusionlab.train
 from fusionlab.config import RunConfig, TrainSection, from_dict
+from fusionlab.data.training import Targets
 from fusionlab.models import build_model
 from fusionlab.models.cost import count_parameters, device_name, encoder_gmacs
 from fusionlab.models.sam import EfficientViTSam
 from fusionlab.models.speed import apply_speed_options
-from fusionlab.train import Targets, param_groups, train_step
+from fusionlab.train import param_groups, train_step
 
 PAPER_IMAGES, PAPER_EPOCHS = 11_200, 4
 # variant -> (label, SamConfig fields)

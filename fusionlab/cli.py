@@ -85,15 +85,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     from fusionlab.depth import list_depth_sources
     from fusionlab.fusion import list_fusions
     from fusionlab.models import list_depth_encoders, list_models
-    from fusionlab.reference import configuration_reference, entry_reference
+    from fusionlab.config_docs import configuration_docs, entry_docs
     from fusionlab.registry import import_plugins
 
     import_plugins(args.plugin, "--plugin")
-    if args.reference:
-        print(configuration_reference(), end="")
+    if args.reference:  # the flag's old name, which the README and users' scripts used
+        print("fusionlab list: --reference is deprecated; use --config-docs", file=sys.stderr)
+    if args.config_docs or args.reference:
+        print(configuration_docs(), end="")
         return 0
     if args.options:
-        print(entry_reference(*args.options))
+        print(entry_docs(*args.options))
         return 0
     from fusionlab.models.depth_encoders import DEPTH_ENCODERS
 
@@ -468,8 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", nargs=2, metavar=("KIND", "NAME"),
                    help="the options of one entry with their defaults and an example, e.g. --options datasets coco "
                         "(KIND: models, fusions, depth_encoders, depth, datasets)")
-    p.add_argument("--reference", action="store_true",
-                   help="print the whole configuration reference (Markdown; it is docs/configuration.md)")
+    p.add_argument("--config-docs", action="store_true",
+                   help="print the configuration docs (Markdown, generated from the code: it is docs/configuration.md)")
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import a module that registers more entries first (repeatable)")
     p.set_defaults(func=cmd_list)

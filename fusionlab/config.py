@@ -343,7 +343,7 @@ class EvalSection:
             with hundreds of objects; results do not depend on it).
         save_predictions: write the predicted masks as COCO results JSON, one file per prompt
             kind (``predictions_box.json`` ...), with ``images.json`` and a small preview of each
-            image's depth input (see :mod:`fusionlab.report.results`); off for huge evaluations.
+            image's depth input (see :mod:`fusionlab.report.loading`); off for huge evaluations.
     """
 
     prompts: List[str] = field(default_factory=lambda: ["box", "click1", "click3"])

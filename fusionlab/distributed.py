@@ -10,7 +10,7 @@ What makes K processes train as one process with the same global batch does:
 - ``train.batch_size`` is the global batch; every process takes its share of each of the
   epoch's shuffled batches (:class:`RankBatches`), all of them drawing the same permutation.
 - Per-image draws (masks, prompts) are seeded by the image, not by the process
-  (:class:`fusionlab.train.PromptedImages`); per-step draws (multimask) by the step.
+  (:class:`fusionlab.data.training.PromptedImages`); per-step draws (multimask) by the step.
 - BatchNorm normalises by the global batch's statistics: SyncBatchNorm on GPUs,
   :class:`GlooSyncBatchNorm` on CPUs (torch's runs on GPUs only).
 - The loss is the mean over the global batch's masks: a process's mean over its own masks is

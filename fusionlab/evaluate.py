@@ -154,7 +154,7 @@ def size_bucket(area: float, thresholds: Tuple[float, float]) -> str:
     return "small" if area < small else "medium" if area < large else "large"
 
 
-def summarize(instances: pd.DataFrame, prompts: Sequence[str]) -> Dict[str, float]:
+def aggregate_metrics(instances: pd.DataFrame, prompts: Sequence[str]) -> Dict[str, float]:
     """Mean IoU × 100 per prompt, overall, per size bucket and per ``camouflaged`` split, plus counts.
 
     Args:
@@ -249,7 +249,7 @@ def mask_ap(gt_file: Path, results: List[dict], image_ids: Sequence[int], max_de
     """Mask AP × 100 of RLE ``results`` on ``image_ids`` of a COCO instances JSON.
 
     Read from ``COCOeval.eval["precision"]`` at ``maxDets = max_detections`` rather than
-    ``summarize()``, which hard-codes 100 detections for its first number. LVIS's own
+    ``COCOeval.summarize()``, which hard-codes 100 detections for its first number. LVIS's own
     ``max_dets`` is 300, but its federated AP (``lvis`` package) differs from COCOeval's.
     """
     keys = ("mask_ap", "mask_ap50", "mask_ap75", "mask_ap_small", "mask_ap_medium", "mask_ap_large")
@@ -480,7 +480,7 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
         model.train(was_training)
     rows, results, image_ids, predictions = _gather(world, rows, results, image_ids, predictions)
     table = _table(rows)
-    metrics = {"n_images": float(count), **summarize(table, config.eval.prompts)}
+    metrics = {"n_images": float(count), **aggregate_metrics(table, config.eval.prompts)}
     if detections is not None:
         metrics.update(mask_ap(gt_file, results, image_ids, config.eval.max_detections))
     return EvalResult(metrics=metrics, instances=table, predictions=predictions)

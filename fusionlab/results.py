@@ -1,6 +1,6 @@
 """The result files' names and columns, and their one writer (no torch: the report imports it too).
 
-``fusionlab.report.results`` documents the layout of a sweep's results folder and reads it;
+``fusionlab.report.loading`` documents the layout of a sweep's results folder and reads it;
 this module writes what evaluation and the sweep produce, atomically and as strict JSON/CSV
 (a NaN, e.g. the mIoU of an empty size bucket, is written as ``null`` / an empty cell).
 """

@@ -17,7 +17,7 @@ from fusionlab.config import RunConfig, from_dict
 from fusionlab.distributed import RankBatches, World
 from fusionlab.evaluate import evaluate
 from fusionlab.models.checkpoint import read_state_dict
-from fusionlab.train import InputFrame, PromptedImages, train
+from fusionlab.train import train
 
 # 6 images in global batches of 4 for 3 steps: a full batch, the epoch's last batch of 2 (one image
 # a process), then the next epoch; both prompt kinds and multimask output; gradient clipping on.
@@ -108,19 +108,3 @@ def test_the_processes_shares_make_up_the_batches_of_one_process():
     assert [sorted(a + b) for a, b in zip(*shares)] == [sorted(batch) for batch in list(batches())[:2]]
     assert [len(share) for share in shares] == [2, 2]  # the last batch, fewer images than processes, left out
 
-
-def test_an_images_draws_do_not_depend_on_the_process_that_loads_it(cache, monkeypatch):
-    monkeypatch.setenv("FUSIONLAB_CACHE", str(cache))
-    from fusionlab.data import build_dataset
-
-    config = from_dict(RunConfig, RUN, "test")
-    dataset = build_dataset(config.data.dataset, **config.data.train_options())
-    items = PromptedImages(dataset, InputFrame((64, 64)), config.train, None)
-    items.set_epoch(1)
-    forwards = [items[i][2] for i in range(len(items))]
-    backwards = [items[i][2] for i in reversed(range(len(items)))][::-1]
-
-    for a, b in zip(forwards, backwards):
-        assert torch.equal(a.masks, b.masks)
-        assert (a.boxes is None) == (b.boxes is None) and (a.points is None) == (b.points is None)
-        assert torch.equal(a.boxes if a.boxes is not None else a.points, b.boxes if b.boxes is not None else b.points)

@@ -21,7 +21,7 @@ from fusionlab.config import RunConfig
 from fusionlab.data import build_dataset
 from fusionlab.errors import FusionlabError
 from fusionlab.cli import main
-from fusionlab.evaluate import Click, EvalResult, evaluate, next_click, size_bucket, summarize
+from fusionlab.evaluate import Click, EvalResult, aggregate_metrics, evaluate, next_click, size_bucket
 from fusionlab.models import Predictor, build_model, save_checkpoint
 
 HEIGHT, WIDTH = 48, 64
@@ -186,11 +186,11 @@ def test_size_buckets_follow_coco_boundaries():
         ["small", "small", "medium", "medium", "large"]
 
 
-def test_summary_means_counts_and_nan_for_empty_buckets():
+def test_aggregate_metrics_gives_means_counts_and_nan_for_empty_buckets():
     rows = [("box", 0.5, "small", True), ("box", 1.0, "small", False), ("box", 0.2, "medium", False),
             ("click1", 0.1, "small", True), ("click1", 0.3, "small", False), ("click1", 0.8, "medium", False)]
     table = pd.DataFrame(rows, columns=["prompt", "iou", "size", "camouflaged"])
-    metrics = summarize(table, ["box", "click1"])
+    metrics = aggregate_metrics(table, ["box", "click1"])
     assert metrics["box_miou"] == pytest.approx(100 * 1.7 / 3)
     assert metrics["box_miou_small"] == pytest.approx(75.0)
     assert metrics["click1_miou_medium"] == pytest.approx(80.0)

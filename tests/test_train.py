@@ -15,8 +15,8 @@ from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, read_config
 from fusionlab.models.checkpoint import read_state_dict
 from fusionlab.cli import main
-from fusionlab.train import (Targets, TrainingDiverged, build_run_model, correction_click, param_groups,
-                             part_modules, train)
+from fusionlab.data.training import Targets
+from fusionlab.train import TrainingDiverged, build_run_model, correction_click, param_groups, part_modules, train
 
 
 pytestmark = pytest.mark.usefixtures("small_world")

@@ -81,9 +81,9 @@ def latency_seconds(model: EfficientViTSam, repeats: int = 5, warmup: int = 2) -
 
 
 @torch.no_grad()
-def latency_ratios(models: Dict[str, EfficientViTSam], reference: str, runs: int = 7, warmup: int = 2
+def latency_ratios(models: Dict[str, EfficientViTSam], baseline: str, runs: int = 7, warmup: int = 2
                    ) -> Dict[str, float]:
-    """Median latency of each model over that of ``models[reference]``.
+    """Median latency of each model over that of the baseline, ``models[baseline]``.
 
     The models take turns one forward at a time (A, B, A, B, …) for ``warmup`` untimed and
     ``runs`` timed rounds, so that load from other processes, which comes and goes, slows
@@ -96,7 +96,7 @@ def latency_ratios(models: Dict[str, EfficientViTSam], reference: str, runs: int
             seconds = forward_seconds(model, inputs[name])
             if round_index >= warmup:
                 samples[name].append(seconds)
-    base = statistics.median(samples[reference])
+    base = statistics.median(samples[baseline])
     return {name: statistics.median(times) / base for name, times in samples.items()}
 
 

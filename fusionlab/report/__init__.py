@@ -1,6 +1,6 @@
 """``fusionlab report``: tables, statistics and plots from a sweep's result files.
 
-Reads only ``results/<name>/`` (see :mod:`fusionlab.report.results` for the file contract),
+Reads only ``results/<name>/`` (see :mod:`fusionlab.report.loading` for the file contract),
 never a model. ``make_report`` prints nothing; the CLI prints what it returns.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 
 from fusionlab.report import curve, plots, qualitative, tables
 from fusionlab.report._write import save_figure, write_text
-from fusionlab.report.results import SweepResults, load_results, require_a_complete_trial
+from fusionlab.report.loading import SweepResults, load_results, require_a_complete_trial
 from fusionlab.report.stats import bootstrap_mean_ci, paired_diffs, summarize
 
 __all__ = ["Report", "make_report", "load_results", "summarize", "bootstrap_mean_ci",

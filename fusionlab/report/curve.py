@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy import stats as scipy_stats
 
-from fusionlab.report.results import SweepResults
+from fusionlab.report.loading import SweepResults
 
 CURVE_COLUMNS = ["design", "design_label", "group", "axis_value", "mean", "band_low", "band_high", "n",
                  "delta", "ci_low", "ci_high", "significant"]

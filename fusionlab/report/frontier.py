@@ -6,7 +6,7 @@ summarize`, in mIoU points; the baseline's own gain is 0). Cost is the latency r
 baseline or the GMACs of the encoders and fusion blocks. Both use point estimates: a variant
 whose Δ is lower than a cheaper one's is dominated even where their CIs overlap, which is why
 the figure draws the CIs. Controls (e.g. shuffled depth) test a hypothesis and are no design
-to pick: they are never on a frontier nor a ``same`` reference.
+to pick: they are never on a frontier nor a light variant's ``same`` counterpart.
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typing import Optional
 
 import pandas as pd
 
-from fusionlab.report.results import Sweep, SweepResults, Variant
+from fusionlab.report.loading import Sweep, SweepResults, VariantRecord
 
 COSTS = ("latency_ratio", "gmacs")
 POINT_COLUMNS = ["label", "group", "delta", "ci_low", "ci_high", *COSTS]
-# Groups that are not a design to pick: the reference itself, and controls that test a
+# Groups that are not a design to pick: the baseline itself, and controls that test a
 # hypothesis (e.g. shuffled depth).
 NOT_LIGHT_GROUPS = ("baseline", "control")
 
@@ -72,7 +72,7 @@ def pareto_front(cost: pd.Series, gain: pd.Series) -> pd.Series:
     return front
 
 
-def is_light(variant: Variant) -> bool:
+def is_light(variant: VariantRecord) -> bool:
     """A design whose depth branch is lighter than a full-size copy of the RGB encoder.
 
     That is another depth encoder than ``same``, or ``same`` at its own smaller ``depth_size``;
@@ -82,7 +82,7 @@ def is_light(variant: Variant) -> bool:
             and (variant.depth_encoder != "same" or variant.depth_size is not None))
 
 
-def same_reference(variant: Variant, sweep: Sweep) -> Optional[Variant]:
+def same_counterpart(variant: VariantRecord, sweep: Sweep) -> Optional[VariantRecord]:
     """The design that differs from ``variant`` only in its depth encoder, or None.
 
     It has ``depth_encoder == "same"`` at full size (``depth_size`` null) and the same fusion,
@@ -96,25 +96,25 @@ def same_reference(variant: Variant, sweep: Sweep) -> Optional[Variant]:
 
 
 def gain_kept(points: pd.DataFrame, results: SweepResults) -> pd.DataFrame:
-    """How much of its ``same`` reference's gain each light variant keeps, and at what cost.
+    """How much of its ``same`` counterpart's gain each light variant keeps, and at what cost.
 
     Args:
         points: :func:`variant_points`.
 
     Returns:
-        One row per light variant that has a reference (index: variant name, table order):
-        its ``POINT_COLUMNS``, the reference's as ``same_<column>``, ``same_reference`` (the
-        reference's name) and ``gain_kept_pct`` = 100 · Δ / Δ(same); NaN where a Δ is missing
-        or where the reference's gain is not above 0 with 95 % confidence (its CI includes 0),
+        One row per light variant that has a counterpart (index: variant name, table order):
+        its ``POINT_COLUMNS``, the counterpart's as ``same_<column>``, ``same_variant`` (the
+        counterpart's name) and ``gain_kept_pct`` = 100 · Δ / Δ(same); NaN where a Δ is missing
+        or where the counterpart's gain is not above 0 with 95 % confidence (its CI includes 0),
         since a share of a gain that may be nothing is not a number to read.
     """
     pairs = {}
     for variant in results.sweep.ordered_variants():
-        reference = same_reference(variant, results.sweep) if is_light(variant) else None
-        if reference is not None:
-            pairs[variant.name] = reference.name
+        counterpart = same_counterpart(variant, results.sweep) if is_light(variant) else None
+        if counterpart is not None:
+            pairs[variant.name] = counterpart.name
     light = points.loc[list(pairs)]
     same = points.loc[list(pairs.values())].set_axis(light.index).add_prefix("same_")
-    kept = light.join(same).assign(same_reference=list(pairs.values()))
+    kept = light.join(same).assign(same_variant=list(pairs.values()))
     meaningful = (kept["same_delta"] > 0) & (kept["same_ci_low"] > 0)
     return kept.assign(gain_kept_pct=(100.0 * kept["delta"] / kept["same_delta"]).where(meaningful))

@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox
 
 from fusionlab.report import frontier
-from fusionlab.report.results import GROUPS, SweepResults
+from fusionlab.report.loading import GROUPS, SweepResults
 from fusionlab.report.tables import PROMPT_HEADERS
 
 _BAR_PROMPTS = ("box", "click1")

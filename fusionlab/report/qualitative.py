@@ -4,7 +4,7 @@ One row per instance: the image with the prompt | the depth the variant received
 mask | the variant's mask | the ground truth, each mask's IoU under it. The two masks come from
 one seed's matched trials (the first seed where both completed). Everything is read from result
 files (``instances.csv``, ``predictions_<prompt>.json``, ``images.json`` and the depth previews,
-see :mod:`fusionlab.report.results`) and from the dataset's image and annotation files that
+see :mod:`fusionlab.report.loading`) and from the dataset's image and annotation files that
 ``images.json`` names: no model runs.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from fusionlab.errors import FusionlabError
-from fusionlab.report.results import SweepResults
+from fusionlab.report.loading import SweepResults
 from fusionlab.results import IMAGES_FILE, predictions_file
 
 DEFAULT_ROWS: Tuple[int, int, int] = (3, 3, 2)

@@ -21,7 +21,7 @@ from typing import Dict, List, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from fusionlab.report.results import SweepResults, Variant
+from fusionlab.report.loading import SweepResults, VariantRecord
 
 INSTANCE_KEY = ["image_id", "ann_id"]
 # Columns of instances.csv that are not attributes, even if they happen to parse as bool.
@@ -193,12 +193,12 @@ def _subset(runs: Runs, attribute: str, wanted: bool) -> Runs:
     return {s: r[r[attribute] == wanted] for s, r in runs.items()}
 
 
-def _seed_stats(variant: Variant, metric: str, values: pd.Series) -> dict:
+def _seed_stats(variant: VariantRecord, metric: str, values: pd.Series) -> dict:
     return {"variant": variant.name, "label": variant.label, "group": variant.group,
             "metric": metric, "mean": values.mean(), "std": values.std(ddof=1), "n": len(values)}
 
 
-def _delta(variant: Variant, runs: Runs, baseline_runs: Runs, baseline: str,
+def _delta(variant: VariantRecord, runs: Runs, baseline_runs: Runs, baseline: str,
            n_boot: int, seed: int) -> dict:
     diffs = paired_diffs(runs, baseline_runs) if variant.name != baseline else np.empty(0)
     if diffs.size == 0:

@@ -8,7 +8,7 @@ caption says which). Captions name the data by dataset, never by a folder of the
 ran it, and the device that measured the throughput (``img/s``) where the results record it.
 Below the table, a note per light depth encoder says how much of the ``same`` encoder's gain it
 keeps and at what cost (:func:`fusionlab.report.frontier.gain_kept`); the CSV carries that share
-as ``gain_kept_pct`` with its ``same_reference``.
+as ``gain_kept_pct`` with the ``same`` counterpart's name (column ``same_reference``).
 """
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from fusionlab.report import frontier
-from fusionlab.report.results import Sweep, SweepResults
+from fusionlab.report.loading import Sweep, SweepResults
 from fusionlab.report.stats import ALPHA
 
 PROMPT_HEADERS = {"click1": "1-click", "click3": "3-click"}
+# report.csv's column for a light variant's ``same`` counterpart keeps the name earlier versions wrote: scripts read it.
+COUNTERPART_COLUMN = "same_reference"
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                    "^": r"\textasciicircum{}"}
@@ -41,7 +43,7 @@ class Column:
         higher_is_better: which end is bold.
         spread: show ``± std`` (off for params and GMACs, which do not vary with the seed).
         ratio_to_baseline: the baseline's value is 1 by definition, so its cell has no spread
-            and is never bold: being the reference is not being the best.
+            and is never bold: being the baseline is not being the best.
     """
 
     metric: str
@@ -245,15 +247,16 @@ def to_csv(summary: pd.DataFrame, results: SweepResults) -> str:
 
     ``p_value`` is the raw paired bootstrap p-value of Δ, ``p_holm`` its Holm adjustment over the
     variants compared with the baseline in that metric, and ``significant`` the table's mark.
-    The ``box_miou`` row of a light variant adds ``same_reference`` (the variant it is
-    compared with) and ``gain_kept_pct`` (see :func:`fusionlab.report.frontier.gain_kept`);
+    The ``box_miou`` row of a light variant adds ``same_reference`` (its ``same`` counterpart,
+    the variant it is compared with) and ``gain_kept_pct`` (see :func:`fusionlab.report.frontier.gain_kept`);
     both are empty elsewhere. A sweep with a numeric axis adds, after ``group``, ``design`` (the
     variant without its axis value), a column named by the axis key with the variant's value,
     and ``baseline`` (the variant its Δ is against).
     """
     kept = frontier.gain_kept(frontier.variant_points(summary, results), results)
-    table = summary.join(kept[["same_reference", "gain_kept_pct"]], on="variant")
-    table.loc[table["metric"] != "box_miou", ["same_reference", "gain_kept_pct"]] = None
+    kept = kept[["same_variant", "gain_kept_pct"]].rename(columns={"same_variant": COUNTERPART_COLUMN})
+    table = summary.join(kept, on="variant")
+    table.loc[table["metric"] != "box_miou", [COUNTERPART_COLUMN, "gain_kept_pct"]] = None
     sweep = results.sweep
     if sweep.axis_key:
         at = table.columns.get_loc("group") + 1
@@ -297,7 +300,7 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
 
 
 def _gain_kept_notes(summary: pd.DataFrame, results: SweepResults, syntax: _Syntax) -> List[str]:
-    """A lead-in line, then one note per light variant with a ``same`` reference; [] if none."""
+    """A lead-in line, then one note per light variant with a ``same`` counterpart; [] if none."""
     kept = frontier.gain_kept(frontier.variant_points(summary, results), results)
     if kept.empty:
         return []
@@ -340,11 +343,11 @@ def _cost(row: pd.Series, syntax: _Syntax) -> str:
     not measured ("" if nothing is)."""
     parts = []
     if pd.notna(row["latency_ratio"]):
-        reference = (f" ({syntax.code.format('same')}: "
-                     f"{_number(row['same_latency_ratio'], 2, syntax)}{syntax.times})"
-                     if pd.notna(row["same_latency_ratio"]) else "")
+        counterpart = (f" ({syntax.code.format('same')}: "
+                       f"{_number(row['same_latency_ratio'], 2, syntax)}{syntax.times})"
+                       if pd.notna(row["same_latency_ratio"]) else "")
         parts.append(f"{_number(row['latency_ratio'], 2, syntax)}{syntax.times} RGB-only "
-                     f"latency{reference}")
+                     f"latency{counterpart}")
     if pd.notna(row["gmacs"]) and pd.notna(row["same_gmacs"]):
         parts.append(f"{_number(row['gmacs'], 2, syntax)} vs "
                      f"{_number(row['same_gmacs'], 2, syntax)} GMACs")

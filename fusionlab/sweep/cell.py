@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fusionlab.config import RunConfig
 from fusionlab.errors import FusionlabError
 from fusionlab.results import METRIC_COLUMNS, numeric_metrics, write_evaluation
+from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.config import DEPTH_BRANCH_FIELDS, Cell, LatencySection, SweepConfig
 from fusionlab.sweep.store import Store, heartbeat
 
@@ -55,11 +56,11 @@ def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -
                 if isinstance(exc, OSError) and str(exc.filename or "").startswith(str(folder)):
                     folder_error = exc
                 message = str(exc).splitlines()[0] if str(exc) else ""
-                record, state = {"error": f"{type(exc).__name__}: {message}".rstrip(": ")}, TrialState.FAIL
-                log.error("trial %d failed: %s\n%s", trial.number, record["error"], traceback.format_exc())
+                record, state = {trial_attrs.ERROR: f"{type(exc).__name__}: {message}".rstrip(": ")}, TrialState.FAIL
+                log.error("trial %d failed: %s\n%s", trial.number, record[trial_attrs.ERROR], traceback.format_exc())
     if folder_error is not None:
-        record, state = {"error": f"cannot write {folder}: {folder_error}"}, TrialState.FAIL
-    record["wall_s"] = round(time.perf_counter() - start, 2)
+        record, state = {trial_attrs.ERROR: f"cannot write {folder}: {folder_error}"}, TrialState.FAIL
+    record[trial_attrs.WALL_S] = round(time.perf_counter() - start, 2)
     recorded = _record(store, trial.number, record, state)
     if folder_error is not None:
         reason = folder_error.strerror or str(folder_error)
@@ -79,7 +80,7 @@ def _prepare_folder(folder: Path) -> None:
 
 def _record(store: Store, number: int, record: Dict[str, Any], state: TrialState) -> bool:
     """Write ``record`` into the trial and close it; False when another worker closed it first."""
-    value = record["metrics"]["box_miou"] if state == TrialState.COMPLETE else None
+    value = record[trial_attrs.METRICS]["box_miou"] if state == TrialState.COMPLETE else None
     try:
         if store.trial(number).state == TrialState.RUNNING:
             store.set_attrs(number, record)
@@ -97,7 +98,7 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
     """Train and evaluate ``config`` into ``folder``; its metrics, costs, steps and final loss.
 
     A ``reference`` variant (a released model in the table to compare with) is evaluated from its
-    checkpoint as it is, without training; its latency is measured against the sweep's RGB-only model.
+    checkpoint as it is, without training; its latency is timed against the sweep's RGB-only baseline.
     """
     from fusionlab.evaluate import evaluate
     from fusionlab.train import train
@@ -118,18 +119,19 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
     metrics = numeric_metrics(evaluation.metrics)
     # the headline metrics also as attributes of their own: columns in optuna-dashboard's trial table
     headline = {name: metrics[name] for name in METRIC_COLUMNS if name in metrics}
-    return {"metrics": metrics, **headline, **costs, "train_steps": steps, "final_loss": final_loss}
+    return {trial_attrs.METRICS: metrics, **headline, **costs, trial_attrs.TRAIN_STEPS: steps,
+            trial_attrs.FINAL_LOSS: final_loss}
 
 
 def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySection,
                   baseline: Optional[RunConfig] = None) -> Dict[str, Any]:
-    """Parameters (M), GMACs of one encoder forward, latency relative to the RGB-only model, and throughput.
+    """Parameters (M), GMACs of one encoder forward, latency timed against the RGB-only baseline, and throughput.
 
     GMACs and latency are :func:`fusionlab.models.cost.encoder_gmacs` and
     :func:`~fusionlab.models.cost.latency_ratios` (one encoder + decoder forward with one box
-    prompt, alternating with the RGB-only model of the same preset built in the same process,
+    prompt, alternating with the RGB-only baseline of the same preset built in the same process,
     median of ``latency.runs`` after ``latency.warmup``; 1.0 for an RGB-only model, which is that
-    reference). Throughput is :func:`~fusionlab.models.cost.encoder_throughput` (images per second
+    baseline). Throughput is :func:`~fusionlab.models.cost.encoder_throughput` (images per second
     through the encoder(s) and fusion blocks on the model's device, same runs and warmup), with its
     ``throughput_batch`` and ``throughput_device``. ``latency_settings`` records how; with
     ``latency.enabled`` false, neither latency nor throughput is measured. ``baseline``: the RGB-only
@@ -143,20 +145,21 @@ def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySec
     costs: Dict[str, Any] = {"params_m": round(count_parameters(model) / 1e6, 4),
                              "gmacs": round(encoder_gmacs(model), 4), "latency_ratio": None,
                              "throughput_ips": None, "throughput_batch": None, "throughput_device": None,
-                             "latency_settings": {"enabled": latency.enabled, "runs": latency.runs,
-                                                  "warmup": latency.warmup}}
+                             trial_attrs.LATENCY_SETTINGS: {"enabled": latency.enabled, "runs": latency.runs,
+                                                            "warmup": latency.warmup}}
     if not latency.enabled:
         return costs
     if not model.has_depth and baseline is None:
-        costs["latency_ratio"] = 1.0  # the RGB-only model is its own reference: 1 by definition, not by timing
+        costs["latency_ratio"] = 1.0  # the RGB-only model is its own baseline: 1 by definition, not by timing
     else:
         if baseline is not None:
-            reference = baseline.model.architecture().to(model.device)
+            baseline_model = baseline.model.architecture().to(model.device)
         else:
             rgb_fields = {k: v for k, v in config.model.architecture_fields().items()
                           if k not in DEPTH_BRANCH_FIELDS}
-            reference = build_model(config.model.preset, **{**rgb_fields, "fusion": None}).to(model.device)
-        ratios = latency_ratios({"model": model, "rgb_only": reference}, "rgb_only", latency.runs, latency.warmup)
+            baseline_model = build_model(config.model.preset, **{**rgb_fields, "fusion": None}).to(model.device)
+        ratios = latency_ratios({"model": model, "rgb_only": baseline_model}, "rgb_only", latency.runs,
+                                latency.warmup)
         costs["latency_ratio"] = round(ratios["model"], 4)
     batch = throughput_batch(model.device)
     costs.update(throughput_ips=round(encoder_throughput(model, batch, latency.runs, latency.warmup), 3),

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from fusionlab.atomic import remove_leftovers
 from fusionlab.errors import FusionlabError
 from fusionlab.results import SWEEP_FILE, write_json
+from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.config import SweepConfig
 from fusionlab.sweep.store import Store, bind_results, existing_study, redact
 from fusionlab.sweep.workers import (assign_devices, cell_states, code_version, log_to_file, pin_device,
@@ -117,12 +118,13 @@ def warn_about_old_cells(store: Store, sweep: SweepConfig) -> None:
         attrs = other_code[0].user_attrs
         log.warning("%d finished cell(s) were run by fusionlab %s (commit %s); this is %s (commit %s). They are "
                     "kept, not rerun: the cell key covers the config and the files it reads, not the code. To rerun "
-                    "them, move %s away", len(other_code), attrs.get("fusionlab_version", "?"),
-                    attrs.get("git_commit", "?"), now["fusionlab_version"], now.get("git_commit", "?"), sweep.results)
-    other_latency = [t for t in complete if t.user_attrs.get("latency_settings", latency) != latency]
+                    "them, move %s away", len(other_code), attrs.get(trial_attrs.FUSIONLAB_VERSION, "?"),
+                    attrs.get(trial_attrs.GIT_COMMIT, "?"), now[trial_attrs.FUSIONLAB_VERSION],
+                    now.get(trial_attrs.GIT_COMMIT, "?"), sweep.results)
+    other_latency = [t for t in complete if t.user_attrs.get(trial_attrs.LATENCY_SETTINGS, latency) != latency]
     if other_latency:
         log.warning("%d finished cell(s) measured latency with %s (now %s): their latency figures are kept",
-                    len(other_latency), other_latency[0].user_attrs.get("latency_settings"), latency)
+                    len(other_latency), other_latency[0].user_attrs.get(trial_attrs.LATENCY_SETTINGS), latency)
 
 
 def write_sweep_json(sweep: SweepConfig) -> Path:

@@ -34,6 +34,7 @@ from fusionlab.atomic import atomic_write_text
 from fusionlab.config import RunConfig, from_dict
 from fusionlab.errors import FusionlabError
 from fusionlab.results import numeric_metrics, write_evaluation
+from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.cell import trial_log
 from fusionlab.sweep.config import SweepConfig, set_dotted
 from fusionlab.sweep.launch import open_results
@@ -109,8 +110,8 @@ def run_search_trial(store: Store, sweep: SweepConfig, run_id: str, val: ValSet)
     from fusionlab.train import train
 
     trial = store.study.ask()
-    trial.set_user_attr("heartbeat", time.time())
-    trial.set_user_attr("run_id", run_id)
+    trial.set_user_attr(trial_attrs.HEARTBEAT, time.time())
+    trial.set_user_attr(trial_attrs.RUN_ID, run_id)
     folder = sweep.results / "search" / str(trial.number)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -128,28 +129,28 @@ def run_search_trial(store: Store, sweep: SweepConfig, run_id: str, val: ValSet)
             result = train(config, folder, progress=False, on_epoch_end=report)
             evaluation = val.evaluate(result.model, config)
             write_evaluation(folder, evaluation.metrics, evaluation.instances, evaluation.predictions)
-            record["metrics"] = numeric_metrics(evaluation.metrics)
+            record[trial_attrs.METRICS] = numeric_metrics(evaluation.metrics)
             state = TrialState.COMPLETE
         except optuna.TrialPruned as exc:
-            record["error"], state = f"pruned: {exc}", TrialState.PRUNED
+            record[trial_attrs.ERROR], state = f"pruned: {exc}", TrialState.PRUNED
         except Exception as exc:  # one bad sample must not stop the search
-            record["error"], state = f"{type(exc).__name__}: {exc}".splitlines()[0], TrialState.FAIL
-            log.error("search trial %d failed: %s\n%s", trial.number, record["error"], traceback.format_exc())
-        record["wall_s"] = round(time.perf_counter() - start, 2)
+            record[trial_attrs.ERROR], state = f"{type(exc).__name__}: {exc}".splitlines()[0], TrialState.FAIL
+            log.error("search trial %d failed: %s\n%s", trial.number, record[trial_attrs.ERROR], traceback.format_exc())
+        record[trial_attrs.WALL_S] = round(time.perf_counter() - start, 2)
     try:
         store.set_attrs(trial.number, record)
     except optuna.exceptions.UpdateFinishedTrialError:
         log.warning("search trial %d was declared dead by another worker; its result is discarded", trial.number)
         return record
-    store.finish(trial.number, record.get("metrics", {}).get("box_miou"), state)
+    store.finish(trial.number, record.get(trial_attrs.METRICS, {}).get("box_miou"), state)
     log.info("search trial %d %s: %s", trial.number, state.name, trial.params)
     return record
 
 
 def write_search_csv(store: Store, sweep: SweepConfig) -> Path:
     """``search.csv``: trial_id, state, the sampled knobs, the metrics, wall_s, error."""
-    rows = [{"trial_id": t.number, "state": t.state.name, **t.params, **t.user_attrs.get("metrics", {}),
-             "wall_s": t.user_attrs.get("wall_s"), "error": t.user_attrs.get("error")}
+    rows = [{"trial_id": t.number, "state": t.state.name, **t.params, **t.user_attrs.get(trial_attrs.METRICS, {}),
+             "wall_s": t.user_attrs.get(trial_attrs.WALL_S), "error": t.user_attrs.get(trial_attrs.ERROR)}
             for t in store.trials()]
     return atomic_write_text(sweep.results / "search.csv", pd.DataFrame(rows).to_csv(index=False))
 

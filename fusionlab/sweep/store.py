@@ -41,6 +41,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from fusionlab.atomic import atomic_write_text
 from fusionlab.errors import FusionlabError
+from fusionlab.sweep import trial_attrs
 
 log = logging.getLogger("fusionlab.sweep")
 
@@ -192,8 +193,8 @@ class Store:
     def add_running(self, attrs: Dict[str, Any]) -> FrozenTrial:
         """A new RUNNING trial with ``attrs``; returns it as stored (its number assigned)."""
         token = uuid.uuid4().hex
-        self.study.add_trial(create_trial(state=TrialState.RUNNING, user_attrs={**attrs, "claim": token}))
-        return next(t for t in reversed(self.trials()) if t.user_attrs.get("claim") == token)
+        self.study.add_trial(create_trial(state=TrialState.RUNNING, user_attrs={**attrs, trial_attrs.CLAIM: token}))
+        return next(t for t in reversed(self.trials()) if t.user_attrs.get(trial_attrs.CLAIM) == token)
 
 
 def _create_study(storage: BaseStorage, name: str) -> optuna.Study:
@@ -263,17 +264,18 @@ def _read_binding(path: Path) -> Dict[str, Any]:
 def cell_trials(store: Store, keys: Iterable[str]) -> List[FrozenTrial]:
     """The trials of these cell keys, in number order, claim losers left out."""
     keys = set(keys)
-    return [t for t in store.trials() if t.user_attrs.get("cell") in keys and not t.user_attrs.get("superseded")]
+    return [t for t in store.trials()
+            if t.user_attrs.get(trial_attrs.CELL) in keys and not t.user_attrs.get(trial_attrs.SUPERSEDED)]
 
 
 def claim(store: Store, key: str, attrs: Dict[str, Any]) -> Optional[FrozenTrial]:
     """Create the RUNNING trial of cell ``key``; None if another worker holds or finished the cell."""
-    mine = store.add_running({**attrs, "cell": key, "heartbeat": time.time(), "host": os.uname().nodename,
-                              "pid": os.getpid()})
+    mine = store.add_running({**attrs, trial_attrs.CELL: key, trial_attrs.HEARTBEAT: time.time(),
+                              trial_attrs.HOST: os.uname().nodename, trial_attrs.PID: os.getpid()})
     rivals = [t for t in cell_trials(store, [key]) if t.number != mine.number and (
         t.state == TrialState.COMPLETE or (t.state == TrialState.RUNNING and t.number < mine.number))]
     if rivals:
-        store.set_attrs(mine.number, {"superseded": True})
+        store.set_attrs(mine.number, {trial_attrs.SUPERSEDED: True})
         store.finish(mine.number, None, TrialState.FAIL)
         log.debug("cell %s: claim %d lost to trial %d", key, mine.number, rivals[0].number)
         return None
@@ -285,18 +287,18 @@ def fail_stale(store: Store, grace: float) -> List[FrozenTrial]:
     now = time.time()
     failed = []
     for trial in store.trials(states=(TrialState.RUNNING,)):
-        beat = trial.user_attrs.get("heartbeat")
+        beat = trial.user_attrs.get(trial_attrs.HEARTBEAT)
         if beat is None or now - float(beat) <= grace:
             continue
         try:
-            store.set_attrs(trial.number, {"stale": True, "error": STALE_ERROR})
+            store.set_attrs(trial.number, {trial_attrs.STALE: True, trial_attrs.ERROR: STALE_ERROR})
         except RuntimeError:  # finished meanwhile (UpdateFinishedTrialError)
             continue
         if store.finish(trial.number, None, TrialState.FAIL):
             failed.append(trial)
             log.warning("trial %d (%s, worker %s:%s) had no heartbeat for %.0f s: marked FAIL, its cell is retried",
-                        trial.number, trial.user_attrs.get("cell"), trial.user_attrs.get("host"),
-                        trial.user_attrs.get("pid"), now - float(beat))
+                        trial.number, trial.user_attrs.get(trial_attrs.CELL), trial.user_attrs.get(trial_attrs.HOST),
+                        trial.user_attrs.get(trial_attrs.PID), now - float(beat))
     return failed
 
 
@@ -312,7 +314,7 @@ def heartbeat(store: Store, number: int, interval: float) -> Iterator[None]:
     def beat() -> None:
         while not stop.wait(interval):
             try:
-                store.set_attrs(number, {"heartbeat": time.time()})
+                store.set_attrs(number, {trial_attrs.HEARTBEAT: time.time()})
             except optuna.exceptions.UpdateFinishedTrialError:
                 log.warning("trial %d was closed by another worker while this one ran it (no heartbeat for too "
                             "long); its result will be discarded", number)

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fusionlab.errors import FusionlabError
 from fusionlab.results import COST_COLUMNS, TRIALS_FILE, write_trials
+from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.cell import run_cell
 from fusionlab.sweep.config import Cell, SweepConfig, load_sweep
 from fusionlab.sweep.store import STALE_ERROR, Store, cell_trials, claim, fail_stale
@@ -45,7 +46,7 @@ def cell_states(store: Optional[Store], sweep: SweepConfig) -> Dict[str, FrozenT
     states: Dict[str, FrozenTrial] = {}
     trials = cell_trials(store, [c.key for c in sweep.cells()]) if store is not None else []
     for trial in trials:
-        key = trial.user_attrs["cell"]
+        key = trial.user_attrs[trial_attrs.CELL]
         if states.get(key) is None or states[key].state != TrialState.COMPLETE:
             states[key] = trial
     return states
@@ -55,19 +56,19 @@ def plan(store: Store, sweep: SweepConfig, run_id: str) -> Tuple[List[Cell], Dic
     """The cells this launch still has to run, and the cells other workers hold now (key → trial)."""
     by_key: Dict[str, List[FrozenTrial]] = {}
     for trial in cell_trials(store, [c.key for c in sweep.cells()]):
-        by_key.setdefault(trial.user_attrs["cell"], []).append(trial)
+        by_key.setdefault(trial.user_attrs[trial_attrs.CELL], []).append(trial)
     todo, held = [], {}
     for cell in sweep.cells():
         trials = by_key.get(cell.key, [])
-        mine = [t for t in trials if t.user_attrs.get("run_id") == run_id and t.state == TrialState.FAIL]
+        mine = [t for t in trials if t.user_attrs.get(trial_attrs.RUN_ID) == run_id and t.state == TrialState.FAIL]
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if any(t.state == TrialState.COMPLETE for t in trials):
             continue
         if running:
             held[cell.key] = running[0]
-        elif any(not t.user_attrs.get("stale") for t in mine):
+        elif any(not t.user_attrs.get(trial_attrs.STALE) for t in mine):
             continue  # failed by itself in this launch: the next launch retries it
-        elif sum(bool(t.user_attrs.get("stale")) for t in mine) > STALE_RETRIES:
+        elif sum(bool(t.user_attrs.get(trial_attrs.STALE)) for t in mine) > STALE_RETRIES:
             continue  # its worker died every time: probably the cell kills it (memory); see the trials
         else:
             todo.append(cell)
@@ -106,8 +107,9 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
         waited = None
         cell = todo[0] if worker is None else todo[::-1][(worker if first and not held else 0) % len(todo)]
         first = False
-        trial = claim(store, cell.key, {"variant": cell.variant.name, "seed": cell.seed, "run_id": run_id,
-                                        "device": cell.variant.config.train.device, **code_version()})
+        trial = claim(store, cell.key, {trial_attrs.VARIANT: cell.variant.name, trial_attrs.SEED: cell.seed,
+                                        trial_attrs.RUN_ID: run_id,
+                                        trial_attrs.DEVICE: cell.variant.config.train.device, **code_version()})
         if trial is None:
             continue
         record = run_cell(store, sweep, cell, trial)
@@ -122,8 +124,10 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
 def waiting_line(held: Dict[str, FrozenTrial], grace: float) -> str:
     """What a worker with nothing left to claim waits for, and for how long at most."""
     now = time.time()
-    parts = [f"{key.rsplit('/', 1)[0]} (trial {t.number}, worker {t.user_attrs.get('host')}:{t.user_attrs.get('pid')}, "
-             f"heartbeat {now - float(t.user_attrs.get('heartbeat', now)):.0f} s ago)" for key, t in held.items()]
+    parts = [f"{key.rsplit('/', 1)[0]} (trial {t.number}, worker {t.user_attrs.get(trial_attrs.HOST)}:"
+             f"{t.user_attrs.get(trial_attrs.PID)}, heartbeat "
+             f"{now - float(t.user_attrs.get(trial_attrs.HEARTBEAT, now)):.0f} s ago)"
+             for key, t in held.items()]
     return (f"waiting for {len(held)} cell(s) that other workers run: {'; '.join(parts)}; a cell whose worker is "
             f"silent for {grace:g} s is run again here")
 
@@ -134,11 +138,11 @@ def summary_line(cell: Cell, record: Dict[str, Any]) -> str:
     if record["state"] == "DISCARDED":
         return f"{head}  discarded: another worker took the cell over while this one was silent"
     if record["state"] != "COMPLETE":
-        return f"{head}  FAILED after {record['wall_s']:.1f} s: {record['error']}"
-    metrics = record["metrics"]
+        return f"{head}  FAILED after {record[trial_attrs.WALL_S]:.1f} s: {record[trial_attrs.ERROR]}"
+    metrics = record[trial_attrs.METRICS]
     click = metrics.get("click1_miou")
     return (f"{head}  box mIoU {metrics['box_miou']:.2f}  1-click {'-' if click is None else f'{click:.2f}'}  "
-            f"{record['wall_s']:.1f} s")
+            f"{record[trial_attrs.WALL_S]:.1f} s")
 
 
 # ------------------------------------------------------------------------------ records
@@ -147,11 +151,11 @@ def write_trials_csv(store: Store, sweep: SweepConfig) -> Path:
     rows = []
     for trial in cell_trials(store, [c.key for c in sweep.cells()]):
         attrs = trial.user_attrs
-        error = attrs.get("error")
+        error = attrs.get(trial_attrs.ERROR)
         if trial.state == TrialState.FAIL and not error:
             error = STALE_ERROR
-        rows.append({"trial_id": trial.number, "variant": attrs["variant"], "seed": attrs["seed"],
-                     "state": trial.state.name, **attrs.get("metrics", {}),
+        rows.append({"trial_id": trial.number, "variant": attrs[trial_attrs.VARIANT], "seed": attrs[trial_attrs.SEED],
+                     "state": trial.state.name, **attrs.get(trial_attrs.METRICS, {}),
                      **{c: attrs.get(c) for c in COST_COLUMNS}, "error": error})
     path = sweep.results / TRIALS_FILE
     try:
@@ -168,7 +172,7 @@ def code_version() -> Dict[str, str]:
     if not _CODE:
         import fusionlab
 
-        _CODE["fusionlab_version"] = fusionlab.__version__
+        _CODE[trial_attrs.FUSIONLAB_VERSION] = fusionlab.__version__
         root = Path(fusionlab.__file__).resolve().parent
         try:
             commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
@@ -178,7 +182,7 @@ def code_version() -> Dict[str, str]:
         except (OSError, subprocess.SubprocessError):
             commit, dirty = "", ""
         if commit:
-            _CODE["git_commit"] = commit + ("+dirty" if dirty else "")
+            _CODE[trial_attrs.GIT_COMMIT] = commit + ("+dirty" if dirty else "")
     return dict(_CODE)
 
 

@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from fusionlab import FusionlabError, Predictor
+from fusionlab import FusionlabError
 from fusionlab.data import transforms
-from fusionlab.train import InputFrame
 
 
 def test_resized_shape_scales_the_long_side_rounding_half_up():
@@ -51,24 +50,6 @@ def test_prompt_coordinates_scale_with_the_resized_image():
     np.testing.assert_allclose(corner, [[1024, 768]])
     boxes = transforms.apply_boxes(np.array([0, 0, 60, 45]), (90, 120), 1024)
     np.testing.assert_allclose(boxes, [[0, 0, 512, 384]])
-
-
-def test_training_loader_and_predictor_make_the_same_inputs(depth_sensitive_model):
-    model = depth_sensitive_model
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)
-    depth = rng.random((90, 130)).astype(np.float32)
-    frame = InputFrame(model.image_size)
-    predictor = Predictor(model)
-    predictor.set_image(image, depth)
-    with torch.no_grad():
-        loader_features = model.encode(frame.preprocess(image)[None], frame.preprocess_depth(depth, (90, 130))[None])
-        flipped_depth = model.encode(frame.preprocess(image)[None],
-                                     frame.preprocess_depth(depth[:, ::-1], (90, 130))[None])
-    assert torch.equal(predictor.features, loader_features)
-    assert not torch.allclose(predictor.features, flipped_depth)  # the features show the depth input
-    coords = np.array([[13.0, 7.5], [129.0, 89.0]])
-    np.testing.assert_allclose(predictor.apply_coords(coords), coords * frame.prompt_scale(90, 130), rtol=1e-6)
 
 
 @pytest.mark.parametrize("image, message", [

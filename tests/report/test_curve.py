@@ -9,7 +9,7 @@ import pytest
 
 from fusionlab.errors import FusionlabError
 from fusionlab.report import curve, make_report, plots
-from fusionlab.report.results import load_results
+from fusionlab.report.loading import load_results
 from fusionlab.report.stats import summarize
 
 from .conftest import ADD_GAIN, AXIS_VALUES, AXIS_VARIANTS, write_sweep

@@ -5,9 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusionlab.report.frontier import (gain_kept, is_light, pareto_front, same_reference,
-                                       variant_points)
-from fusionlab.report.results import Variant, load_results
+from fusionlab.report.frontier import gain_kept, is_light, pareto_front, same_counterpart, variant_points
+from fusionlab.report.loading import VariantRecord, load_results
 from fusionlab.report.stats import summarize
 
 
@@ -47,8 +46,8 @@ def test_no_valid_point_gives_no_frontier():
 
 
 def _variant(name, group="encoder", encoder="same", size=None, point="stage3"):
-    return Variant(name, group, name, fusion="add", fusion_point=point,
-                   depth_source="depth_anything", depth_encoder=encoder, depth_size=size)
+    return VariantRecord(name, group, name, fusion="add", fusion_point=point,
+                         depth_source="depth_anything", depth_encoder=encoder, depth_size=size)
 
 
 def test_light_means_lighter_than_a_full_size_copy_of_the_rgb_encoder():
@@ -57,21 +56,21 @@ def test_light_means_lighter_than_a_full_size_copy_of_the_rgb_encoder():
     assert is_light(_variant("s256", size=256))
     assert not is_light(_variant("same"))
     assert not is_light(_variant("shuffled", group="control", encoder="timm:resnet18"))
-    assert not is_light(Variant("rgb_only", "baseline", "RGB only"))
+    assert not is_light(VariantRecord("rgb_only", "baseline", "RGB only"))
 
 
-def test_the_same_reference_differs_only_in_the_depth_encoder(exact_encoder_report):
+def test_the_same_counterpart_differs_only_in_the_depth_encoder(exact_encoder_report):
     sweep = load_results(exact_encoder_report.paths["table.tex"].parent.parent).sweep
-    assert same_reference(sweep.variant("quarter"), sweep).name == "same"
-    assert same_reference(sweep.variant("same_256"), sweep).name == "same"
+    assert same_counterpart(sweep.variant("quarter"), sweep).name == "same"
+    assert same_counterpart(sweep.variant("same_256"), sweep).name == "same"
     # The control copies the same encoder with the same fusion, but is no design to compare.
     without_same = replace(sweep, variants=tuple(v for v in sweep.variants if v.name != "same"))
     assert without_same.variant("shuffled").depth_encoder == "same"
-    assert same_reference(sweep.variant("quarter"), without_same) is None
+    assert same_counterpart(sweep.variant("quarter"), without_same) is None
     at_stage2 = replace(sweep.variant("quarter"), fusion_point="stage2")
-    assert same_reference(at_stage2, sweep) is None
+    assert same_counterpart(at_stage2, sweep) is None
     other_depth = replace(sweep.variant("quarter"), depth_source="zoedepth")
-    assert same_reference(other_depth, sweep) is None
+    assert same_counterpart(other_depth, sweep) is None
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +92,7 @@ def test_gain_kept_is_the_share_of_the_same_gain(exact_points):
     points, results = exact_points
     kept = gain_kept(points, results)
     assert list(kept.index) == ["shared", "quarter", "mobilenet", "resnet18", "same_256"]
-    assert set(kept["same_reference"]) == {"same"}
+    assert set(kept["same_variant"]) == {"same"}
     assert kept["gain_kept_pct"].tolist() == pytest.approx([87.5, 75.0, 50.0, 25.0, 62.5])
     assert kept.loc["quarter", ["same_delta", "same_latency_ratio", "same_gmacs"]].tolist() == (
         pytest.approx([4.0, 1.95, 39.0]))

@@ -13,7 +13,7 @@ from pycocotools import mask as mask_utils
 from fusionlab.cli import main
 from fusionlab.errors import FusionlabError
 from fusionlab.report import make_report, qualitative
-from fusionlab.report.results import load_results
+from fusionlab.report.loading import load_results
 from fusionlab.report.stats import summarize
 from fusionlab.results import Predictions, depth_preview, write_predictions
 

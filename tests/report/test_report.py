@@ -8,7 +8,7 @@ from matplotlib.patches import Rectangle
 
 from fusionlab.errors import FusionlabError
 from fusionlab.report import frontier, make_report, plots
-from fusionlab.report.results import load_results
+from fusionlab.report.loading import load_results
 from fusionlab.report.stats import summarize
 
 FILES = {"table.tex", "report.md", "report.csv", "miou.pdf", "miou.png", "frontier.pdf",

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fusionlab.report import make_report, tables
-from fusionlab.report.results import load_results
+from fusionlab.report.loading import load_results
 from fusionlab.report.stats import holm_adjust, summarize
 from fusionlab.report.tables import data_name, latex_escape
 
@@ -233,7 +233,7 @@ def test_markdown_lists_the_share_of_the_same_gain_each_light_encoder_keeps(exac
     assert f"- {QUARTER_NOTE}\n" in notes
     assert "- timm:mobilenetv3_small_050: keeps 50 % of the `same` encoder's gain" in notes
     assert "- same @256: keeps 62 % " in notes or "- same @256: keeps 63 % " in notes
-    # One note per light variant: not the `same` reference, the baseline or the control.
+    # One note per light variant: not the `same` counterpart, the baseline or the control.
     assert [line.split(":")[0] for line in notes.splitlines() if line.startswith("- ")] == [
         "- shared", "- efficientvit-quarter", "- timm", "- timm", "- same @256"]
 
@@ -247,7 +247,7 @@ def test_latex_gives_the_same_notes_below_the_table(exact_encoder_report):
     assert r"timm:mobilenetv3\_small\_050: keeps 50\,\%" in notes
 
 
-def test_csv_gives_the_share_and_its_reference_on_the_box_row_of_light_variants(
+def test_csv_gives_the_share_and_its_counterpart_on_the_box_row_of_light_variants(
         exact_encoder_report):
     table = pd.read_csv(exact_encoder_report.paths["report.csv"]).set_index(["variant", "metric"])
     box = table.xs("box_miou", level="metric")
@@ -286,7 +286,7 @@ def test_a_light_variant_without_a_delta_says_so(tmp_path, sweep_writer, encoder
             "of the `same` encoder's gain\n") in markdown
 
 
-def test_without_a_same_reference_there_are_no_notes(tmp_path, sweep_writer, encoder_variants):
+def test_without_a_same_counterpart_there_are_no_notes(tmp_path, sweep_writer, encoder_variants):
     variants = [v for v in encoder_variants if v.name != "same"]
     markdown, table = _markdown_and_csv(sweep_writer(tmp_path / "s", variants=variants))
     assert "Light depth encoders" not in markdown

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusionlab.report.results import load_results
+from fusionlab.report.loading import load_results
 
 
 def test_rerun_of_a_complete_sweep_runs_nothing_and_keeps_trials_csv(sweep, make_sweep, workdir):

@@ -14,7 +14,7 @@ reported on a laptop. ``results/<name>/`` contains:
       sweep crossed every variant with the values of one numeric field, else null or absent.
       Each variant then also has ``"design"`` (its name without the axis value, e.g. ``add``:
       one line of the curve figure), ``"design_label"``, ``"axis_value"`` (one of ``values``)
-      and ``"baseline"``: the RGB-only variant at the same value, its Δ's reference.
+      and ``"baseline"``: the RGB-only variant at the same value, which its Δ is against.
     - ``variants``: ``{"name": str, "group": "baseline" | "fusion" | "encoder" | "control",
       "fusion": str | null, "fusion_point": str | null, "depth_source": str | null,
       "depth_encoder": str | null, "depth_size": int | null, "label": str}``; ``label`` is
@@ -101,8 +101,9 @@ NON_METRIC_COLUMNS = ("trial_id", "seed", "throughput_batch", "throughput_device
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One row of the ablation table: a model configuration trained once per seed."""
+class VariantRecord:
+    """A variant as ``sweep.json`` records it: one row of the ablation table, a model configuration
+    trained once per seed."""
 
     name: str
     group: str
@@ -115,7 +116,7 @@ class Variant:
     design: str = ""
     design_label: str = ""
     axis_value: Optional[float] = None
-    baseline: Optional[str] = None  # its Δ's reference; None: the sweep's baseline
+    baseline: Optional[str] = None  # the variant its Δ is against; None: the sweep's baseline
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class Sweep:
     name: str
     seeds: Tuple[int, ...]
     baseline: str
-    variants: Tuple[Variant, ...]
+    variants: Tuple[VariantRecord, ...]
     dataset: str
     eval_dataset: str
     depth_source: str
@@ -134,7 +135,7 @@ class Sweep:
     axis_key: Optional[str] = None
     axis_values: Tuple[float, ...] = ()
 
-    def variant(self, name: str) -> Variant:
+    def variant(self, name: str) -> VariantRecord:
         return next(v for v in self.variants if v.name == name)
 
     def baseline_of(self, name: str) -> str:
@@ -146,12 +147,12 @@ class Sweep:
         """Every variant that is some variant's baseline: one, or one per axis value."""
         return sorted({self.baseline_of(v.name) for v in self.variants})
 
-    def ordered_variants(self) -> List[Variant]:
+    def ordered_variants(self) -> List[VariantRecord]:
         """Variants in table order: by axis value (in ``axis.values`` order) if any, then by group in
         ``GROUPS`` order, ``sweep.json`` order within."""
         return sorted(self.variants, key=lambda v: (self.axis_position(v), GROUPS.index(v.group)))
 
-    def axis_position(self, variant: Variant) -> int:
+    def axis_position(self, variant: VariantRecord) -> int:
         """The index of ``variant``'s axis value in ``axis_values``; 0 without an axis."""
         return self.axis_values.index(variant.axis_value) if self.axis_key else 0
 
@@ -270,7 +271,8 @@ def _parse_sweep(path: Path) -> Sweep:
     )
 
 
-def _parse_axis(raw: Any, variants: Tuple[Variant, ...], path: Path) -> Tuple[Optional[str], Tuple[float, ...]]:
+def _parse_axis(raw: Any, variants: Tuple[VariantRecord, ...], path: Path
+                ) -> Tuple[Optional[str], Tuple[float, ...]]:
     """``(key, values)`` of ``sweep.json``'s ``axis``, ``(None, ())`` without one; every variant must
     then sit at one of the values."""
     if raw is None:
@@ -287,7 +289,7 @@ def _parse_axis(raw: Any, variants: Tuple[Variant, ...], path: Path) -> Tuple[Op
     return raw["key"], tuple(values)
 
 
-def _parse_variant(raw: Any, path: Path, index: int) -> Variant:
+def _parse_variant(raw: Any, path: Path, index: int) -> VariantRecord:
     where = f"{path}: variants[{index}]"
     if not isinstance(raw, dict) or "name" not in raw:
         raise FusionlabError(f"{where}: expected an object with at least 'name' and 'group'")
@@ -306,13 +308,13 @@ def _parse_variant(raw: Any, path: Path, index: int) -> Variant:
     if axis_value is not None and (isinstance(axis_value, bool) or not isinstance(axis_value, (int, float))):
         raise FusionlabError(f"{where}: axis_value={axis_value!r}; expected a number or null")
     label = str(raw.get("label") or raw["name"])
-    return Variant(name=str(raw["name"]), group=group, label=label,
-                   fusion=fusion, fusion_point=raw.get("fusion_point"),
-                   depth_source=raw.get("depth_source"),
-                   depth_encoder=None if depth_encoder is None else str(depth_encoder),
-                   depth_size=depth_size, design=str(raw.get("design") or raw["name"]),
-                   design_label=str(raw.get("design_label") or label), axis_value=axis_value,
-                   baseline=None if raw.get("baseline") is None else str(raw["baseline"]))
+    return VariantRecord(name=str(raw["name"]), group=group, label=label,
+                         fusion=fusion, fusion_point=raw.get("fusion_point"),
+                         depth_source=raw.get("depth_source"),
+                         depth_encoder=None if depth_encoder is None else str(depth_encoder),
+                         depth_size=depth_size, design=str(raw.get("design") or raw["name"]),
+                         design_label=str(raw.get("design_label") or label), axis_value=axis_value,
+                         baseline=None if raw.get("baseline") is None else str(raw["baseline"]))
 
 
 def _key(raw: Dict[str, Any], key: str, path: Path) -> Any:

@@ -1,6 +1,6 @@
-"""The configuration reference, generated from the config dataclasses and the registries.
+"""The configuration docs, generated from the config dataclasses and the registries.
 
-``docs/configuration.md`` is :func:`configuration_reference`'s output (a test keeps the two in
+``docs/configuration.md`` is :func:`configuration_docs`'s output (a test keeps the two in
 sync); ``fusionlab list --options KIND NAME`` prints one entry's part of it.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Tuple
 
 from fusionlab.errors import FusionlabError
 
-REGENERATE = "fusionlab list --reference > docs/configuration.md"
+REGENERATE = "fusionlab list --config-docs > docs/configuration.md"
 # What each registry's options are, the YAML keys that name an entry and take its options, and an example.
 KINDS: Dict[str, Tuple[str, str, str, str]] = {
     "models": ("fusionlab.models.presets:MODELS", "model.preset", "model: {{preset: {name}, fusion: add}}", ""),
@@ -39,7 +39,7 @@ def registry(kind: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def entry_reference(kind: str, name: str) -> str:
+def entry_docs(kind: str, name: str) -> str:
     """Markdown for one registry entry: its summary, its options with defaults, an example."""
     table = registry(kind)
     factory = table.get(name)
@@ -64,8 +64,8 @@ def entry_reference(kind: str, name: str) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def configuration_reference() -> str:
-    """The whole reference: run-config sections, sweep keys, then every built-in entry of each registry."""
+def configuration_docs() -> str:
+    """The whole of ``docs/configuration.md``: run-config sections, sweep keys, then every built-in entry of each registry."""
     from fusionlab.config import DataSection, DepthSection, EvalSection, ModelSection, RunConfig, TrainSection
     from fusionlab.sweep.config import HeartbeatSection, LatencySection, SearchSection, SweepFile, VariantSpec
 
@@ -88,7 +88,7 @@ def configuration_reference() -> str:
     for kind, title in (("models", "Model presets"), ("fusions", "Fusion blocks"),
                         ("depth_encoders", "Depth encoders"), ("depth", "Depth sources"), ("datasets", "Datasets")):
         parts += [f"## {title} (`{KINDS[kind][1]}`)"]
-        parts += [entry_reference(kind, name) for name in registry(kind).builtin_names()]
+        parts += [entry_docs(kind, name) for name in registry(kind).builtin_names()]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from fusionlab.errors import FusionlabError
 from fusionlab.report import make_report
-from fusionlab.report.results import load_results
+from fusionlab.report.loading import load_results
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
