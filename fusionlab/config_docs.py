@@ -12,6 +12,7 @@ import typing
 from typing import Any, Dict, List, Tuple
 
 from fusionlab.errors import FusionlabError
+from fusionlab.typecheck import type_phrase
 
 REGENERATE = "fusionlab list --config-docs > docs/configuration.md"
 # What each registry's options are, the YAML keys that name an entry and take its options, and an example.
@@ -44,7 +45,8 @@ def entry_docs(kind: str, name: str) -> str:
     table = registry(kind)
     factory = table.get(name)
     options = table.options(name)
-    rows = [[f"`{key}`", _default(p)] for key, p in options.items()]
+    hints = table.option_hints(name)
+    rows = [[f"`{key}`", type_phrase(hints[key]) if key in hints else "", _default(p)] for key, p in options.items()]
     example_options = {k: _example_value(p) for k, p in options.items() if p.default is p.empty}
     template, options_key = KINDS[kind][2:]
     suffix = getattr(factory, "suffix_option", None)  # e.g. timm:<model_name>
@@ -59,7 +61,7 @@ def entry_docs(kind: str, name: str) -> str:
             example = (f"variants: [{{name: {name.replace('-', '_')}, group: reference, model: {{preset: {name}, "
                        "checkpoint: <weights .pth>}}]")
     else:
-        parts.append(_table(["option", "default"], rows) if rows else "No options.")
+        parts.append(_table(["option", "type and allowed values", "default"], rows) if rows else "No options.")
     parts.append(f"Example: `{example}`")
     return "\n\n".join(p for p in parts if p)
 
@@ -72,14 +74,24 @@ def configuration_docs() -> str:
     parts = ["# Configuration reference", f"Generated from the code by `{REGENERATE}`; do not edit by hand.",
              "A run config (`fusionlab train` / `eval` / `depth`) has the sections below; every key has a "
              "default that runs on the embedded data. A sweep file (`fusionlab sweep`) holds a run config "
-             "under `base:` and variants that override it. An unknown key or a value of the wrong type is an "
-             "error naming its YAML path.", "## Run config"]
+             "under `base:` and variants that override it. Every value is checked when the file loads (by "
+             "`train`, `eval`, `depth`, `sweep`, `sweep --dry-run`), before anything trains or writes: an unknown "
+             "key, a value of the wrong type or outside its allowed values, a registry name or option, a fusion "
+             "point the depth encoder cannot serve, a file that does not exist — each is a one-line error naming "
+             "its YAML path, e.g. `fusion.yaml: base.eval.prompts[0]: 'bx' is not a prompt; expected box or "
+             "clickN with N >= 1 (e.g. click1, click3)`.",
+             "Paths: a relative path in a config (`model.checkpoint`, `eval.detections`, dataset and depth-source "
+             "options that name files or folders) is read from the folder of the YAML file that names it, for every "
+             "command; a `--set` value counts as written in that file; `~` is expanded. Depth Anything's `model` "
+             "is a hub id unless a folder of that name is there. Output locations given to a command (`--out`, a "
+             "sweep's `results_dir` and `storage`) are relative to the working directory.", "## Run config"]
     from fusionlab.models import MODELS
 
     demo = MODELS.get(ModelSection().preset)()
     for key, cls in (("model", ModelSection), ("data", DataSection), ("depth", DepthSection),
                      ("train", TrainSection), ("eval", EvalSection)):
-        parts += [f"### `{key}:`", _doc(cls), _fields_table(cls, preset=demo if cls is ModelSection else None)]
+        parts += [f"### `{key}:`", _doc(cls), _fields_table(cls, preset=demo if cls is ModelSection else None,
+                                                           section=key)]
     parts += ["### top level", _fields_table(RunConfig, skip=("model", "data", "depth", "train", "eval"))]
     parts += ["## Sweep file", _doc(SweepFile), _fields_table(SweepFile)]
     for key, cls in (("variants[i]", VariantSpec), ("search", SearchSection), ("latency", LatencySection),
@@ -92,11 +104,12 @@ def configuration_docs() -> str:
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def _fields_table(cls: type, skip: Tuple[str, ...] = (), preset: Any = None) -> str:
-    """Key, type and default of each field; with ``preset``, its architecture fields default to the preset's."""
+def _fields_table(cls: type, skip: Tuple[str, ...] = (), preset: Any = None, section: str = "") -> str:
+    """Key, type (allowed values) and default of each field; with ``preset``, its architecture fields default
+    to the preset's; ``section`` (``train``) finds a field's entry in :data:`ALLOWED`."""
     from fusionlab.config import SAM_FIELDS
 
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     rows = []
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -109,8 +122,8 @@ def _fields_table(cls: type, skip: Tuple[str, ...] = (), preset: Any = None) -> 
             default = f.default_factory()
         else:
             default = "(required)"
-        rows.append([f"`{f.name}`", _type_name(hints[f.name]), _literal(default)])
-    return _table(["key", "type", "default"], rows)
+        rows.append([f"`{f.name}`", _type_name(hints[f.name], f"{section}.{f.name}"), _literal(default)])
+    return _table(["key", "type and allowed values", "default"], rows)
 
 
 def _model_summary(factory: Any) -> str:
@@ -149,11 +162,25 @@ def _literal(value: Any) -> str:
     return f"`{list(value) if isinstance(value, tuple) else value}`"
 
 
-def _type_name(hint: Any) -> str:
-    text = str(hint).replace("typing.", "")
-    if isinstance(hint, type):
-        text = hint.__name__
-    return text.replace("NoneType", "None").replace("fusionlab.config.", "").replace("fusionlab.sweep.config.", "")
+# What a field may hold where its type does not say it (a pattern, a registry name, the model's own stages).
+ALLOWED: Dict[str, str] = {
+    "model.preset": "a model preset (below)",
+    "model.fusion": "a fusion block (below), or null for RGB-only",
+    "model.fusion_point": "neck, neck_inputs, or one of the preset's neck_stages (L: stage2-stage4, XL: stage3-stage5)",
+    "model.depth_encoder": "a depth encoder (below); timm:<model> for a timm backbone",
+    "data.dataset": "a dataset (below)",
+    "data.eval_dataset": "a dataset (below), or null for data.dataset",
+    "depth.source": "a depth source (below)",
+    "train.device": "auto, cpu, mps, cuda or cuda:N",
+    "eval.device": "auto, cpu, mps, cuda or cuda:N",
+    "eval.prompts": "each box or clickN (N >= 1: N clicks), e.g. [box, click1, click3]",
+}
+
+
+def _type_name(hint: Any, key: str = "") -> str:
+    """The type column: what the value may be, with the allowed values where a field has a fixed set."""
+    phrase = type_phrase(hint)
+    return f"{phrase}: {ALLOWED[key]}" if key in ALLOWED else phrase
 
 
 def _table(header: List[str], rows: List[List[str]]) -> str:

@@ -180,7 +180,10 @@ def path_role(hint: Any) -> Optional[PathRole]:
 
 
 def type_phrase(hint: Any) -> str:
-    """``an integer``, ``a number or null``, ``one of a, b``, ``a list of integers`` ... for a message or the docs."""
+    """``an integer``, ``a number or null``, ``one of a, b``, ``a list of integers``, ``a path`` ... for a
+    message or the docs."""
+    if typing.get_origin(hint) is Annotated and path_role(hint) is not None:
+        return "a path"
     hint = strip_annotated(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
@@ -193,7 +196,11 @@ def type_phrase(hint: Any) -> str:
         item = type_phrase(args[0]) if args else ""
         plural = {"an integer": "integers", "a number": "numbers", "a string": "strings",
                   "true or false": "booleans"}.get(item)
+        if item.startswith("one of "):
+            plural = f"values, each {item}"
         return "a list" + (f" of {plural}" if plural else "")
+    if origin in (dict, collections.abc.Mapping) and args and typing.get_origin(strip_annotated(args[0])) is Literal:
+        return f"a mapping from {type_phrase(args[0])[len('one of '):]} to {type_phrase(args[1])}"
     if origin in (dict, collections.abc.Mapping) or dataclasses.is_dataclass(hint):
         return "a mapping"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null",

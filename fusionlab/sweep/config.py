@@ -346,8 +346,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     resolve_paths(base, path.parent)
     validate(base, f"{path}: base")
     axis = _axis(spec, path)
-    # the RGB-only baseline added to the variants is the base without fusion: built first, so that
-    # an error in what every variant inherits is named as the base's, not as the first variant's
+    # the RGB-only baseline added to the variants is the base without fusion
     added = None if any(item.name == BASELINE for item in spec.variants) else _design(
         spec.base, {"model": {"fusion": None}}, BASELINE, "baseline", "RGB only", f"{path}: base", path)
     designs = _explicit_variants(spec, path) + _grid_variants(spec, path, axis)
@@ -363,7 +362,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
         raise FusionlabError(f"{path}: variant name {repeated[0]!r} is used twice; variant names must be unique")
     results = Path(spec.results_dir) / name
     if spec.search is not None:
-        _check_search(spec.search, variants, spec.base, path)
+        _check_search(spec.search, variants, path)
     return SweepConfig(name=name, source=path, storage=storage or spec.storage or f"sqlite:///{results}/study.db",
                        results=results, seeds=spec.seeds, variants=variants, plugins=spec.plugins,
                        search=spec.search, keep_checkpoints=spec.keep_checkpoints, latency=spec.latency,
@@ -572,9 +571,9 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", "none" if value is None else str(value)).strip("-")
 
 
-def _check_search(search: SearchSection, variants: List[Variant], base: Dict[str, Any], path: Path) -> None:
-    """What a search needs beyond its own section: a variant to search, and a run config that each knob's
-    ends give (a trial's config is checked as every variant's is)."""
+def _check_search(search: SearchSection, variants: List[Variant], path: Path) -> None:
+    """What a search needs beyond its own section: a variant to search, and a valid run config at each knob's
+    ends and middle (the knobs are sampled as floats, so a knob on an integer field fails here, not in a trial)."""
     where = f"{path}: search"
     names = [v.name for v in variants]
     if search.variant is not None and search.variant not in names:
@@ -585,7 +584,7 @@ def _check_search(search: SearchSection, variants: List[Variant], base: Dict[str
                              f"search.variant: {BASELINE}")
     searched = next(v for v in variants if (v.name == search.variant if search.variant else v.group != "baseline"))
     for key, knob in search.params.items():
-        for end in (knob.low, knob.high):
+        for end in (knob.low, (knob.low + knob.high) / 2, knob.high):
             trial = copy.deepcopy(searched.config.to_dict())
             set_dotted(trial, key, end, f"{where}.params.{key}")
             run_config(trial, f"{where}.params.{key} (at {end})", path)
