@@ -302,7 +302,7 @@ class TrainSection:
             if not _NON_NEGATIVE[0](value):
                 raise FusionlabError(f"{where}.lr_multipliers.{name}: {value} must be {_NON_NEGATIVE[1]}")
         if self.steps is not None and self.max_steps is not None:
-            raise FusionlabError(f"{where}.steps: {self.steps} and {where}.max_steps: {self.max_steps} both given; "
+            raise FusionlabError(f"{where}.steps: {self.steps} and max_steps: {self.max_steps} both given; "
                                  "expected one: steps (exactly that many) or max_steps (a cap on the epochs)")
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
             raise FusionlabError(f"{where}.betas: {self.betas} must be two numbers in [0, 1)")

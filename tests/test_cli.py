@@ -160,7 +160,7 @@ def test_empty_annotation_file_and_unknown_names_are_one_line_errors(coco_folder
     config["train"]["learning_rate"] = 0.1
     assert main(["train", str(_write(tmp_path / "d.yaml", config))]) == 2
     line = _error_line(capsys)
-    assert "d.yaml.train.learning_rate: unknown key; allowed keys: epochs, batch_size" in line
+    assert "d.yaml: train.learning_rate: unknown key; allowed keys: epochs, batch_size" in line
 
 
 def test_list_names_every_registry(capsys):

@@ -113,8 +113,8 @@ def test_unknown_freeze_part_is_a_one_line_error_listing_the_parts(tmp_path):
     with pytest.raises(FusionlabError) as error:
         train(tiny_config(freeze=["decoder", "backbone"]), tmp_path, progress=False)
 
-    assert str(error.value) == ("train.freeze[1]: unknown part 'backbone'; allowed: rgb_encoder, depth_encoder, "
-                                "fusion, neck, prompt_encoder, decoder")
+    assert str(error.value) == ("test: train.freeze[1]: 'backbone' is not allowed; expected one of rgb_encoder, "
+                                "depth_encoder, fusion, neck, prompt_encoder, decoder")
 
 
 def test_train_command_trains_with_overrides_then_writes_the_evaluation(tmp_path, monkeypatch, capsys):
@@ -213,9 +213,9 @@ def fails_in_one_line(capsys, argv) -> str:
     (["train.lr_multipliers={decoder: .inf}"], "train.lr_multipliers.decoder: inf must be a finite number >= 0"),
     (["train.interactive_rounds=-1"], "train.interactive_rounds: -1 must be an integer >= 0"),
     (["train.steps=0"], "train.steps: 0 must be an integer >= 1 or null"),
-    (["train.steps=50", "train.max_steps=10"], "train.steps: 50 and train.max_steps: 10 both given; expected one: "
+    (["train.steps=50", "train.max_steps=10"], "train.steps: 50 and max_steps: 10 both given; expected one: "
                                                "steps (exactly that many) or max_steps (a cap on the epochs)"),
-    (["model.checkpoint=/nowhere/weights.safetensors"], "checkpoint /nowhere/weights.safetensors does not exist"),
+    (["model.checkpoint=/nowhere/weights.safetensors"], "model.checkpoint: /nowhere/weights.safetensors does not exist"),
 ])
 def test_bad_train_input_is_one_line_and_leaves_no_run_folder(tiny_yaml, tmp_path, capsys, overrides, message):
     run = tmp_path / "run"

@@ -64,9 +64,11 @@ def test_zero_area_with_an_empty_mask_is_not_bad(tmp_path):
 
 def test_bad_option_values_are_refused(tmp_path):
     path = make_set(tmp_path)
-    with pytest.raises(FusionlabError, match=r"dataset 'coco': bad_annotations='ignore'; expected one of error, skip"):
+    with pytest.raises(FusionlabError, match=r"bad_annotations: 'ignore' is not allowed \(option of dataset 'coco'\); "
+                                             r"expected one of error, skip"):
         build_dataset("coco", annotations=str(path), images=str(tmp_path / "rgb"), bad_annotations="ignore")
-    with pytest.raises(FusionlabError, match=r"dataset 'coco': filter='all'; expected one of official, clean"):
+    with pytest.raises(FusionlabError, match=r"filter: 'all' is not allowed \(option of dataset 'coco'\); expected one "
+                                             r"of official, clean"):
         build_dataset("coco", annotations=str(path), images=str(tmp_path / "rgb"), filter="all")
     with pytest.raises(FusionlabError, match=r"dataset 'coco': max_instances=0; expected null or an integer >= 1"):
         build_dataset("coco", annotations=str(path), images=str(tmp_path / "rgb"), max_instances=0)

@@ -97,7 +97,7 @@ def test_unknown_hub_id_offline_asks_for_a_folder(tmp_path):
     ({"batch_size": 0}, r"option batch_size=0 must be an integer >= 1"),
     ({"input_size": "big"}, r"^input_size: expected an integer or null \(option of depth source 'depth_anything'\), "
                             r"got a string 'big'$"),
-    ({"raw": "inverse"}, r"option raw='inverse' is not one of 'depth', 'disparity'"),
+    ({"raw": "inverse"}, r"raw: 'inverse' is not allowed \(option of depth source 'depth_anything'\); expected one of depth, disparity"),
 ])
 def test_bad_options(tiny_depth_anything, tmp_path, options, message):
     options = {"device": "cpu", **options}

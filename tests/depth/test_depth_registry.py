@@ -26,9 +26,9 @@ def test_unknown_option_lists_the_known_ones():
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("dataset", {"normalize": "zscore"}, r"option normalize='zscore' is not one of 'minmax', 'median_mad', 'none'"),
-    ("dataset", {"output": "inverse"}, r"option output='inverse' is not one of 'depth', 'disparity'"),
-    ("noise", {"distribution": "poisson"}, r"option distribution='poisson' is not one of 'uniform', 'gaussian'"),
+    ("dataset", {"normalize": "zscore"}, r"normalize: 'zscore' is not allowed \(option of depth source 'dataset'\); expected one of minmax, median_mad, none"),
+    ("dataset", {"output": "inverse"}, r"output: 'inverse' is not allowed \(option of depth source 'dataset'\); expected one of depth, disparity"),
+    ("noise", {"distribution": "poisson"}, r"distribution: 'poisson' is not allowed \(option of depth source 'noise'\); expected one of uniform, gaussian"),
     ("noise", {"seed": -1}, r"option seed=-1 must be an integer >= 0"),
     ("constant", {"value": 1.5}, r"option value=1.5 must be a finite number in \[0.0, 1.0\]"),
     ("shuffled", {"seed": 0.5}, r"^seed: expected an integer \(option of depth source 'shuffled'\), got a number 0.5$"),

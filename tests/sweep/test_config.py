@@ -32,7 +32,7 @@ def test_unknown_fusion_name_suggests_close_matches(make_sweep):
 
 def test_unknown_sweep_level_key_lists_the_allowed_ones(make_sweep):
     message = _error(make_sweep(seed=[0]))
-    assert "sweep.yaml.seed: unknown key" in message and "seeds" in message
+    assert "sweep.yaml: seed: unknown key; did you mean 'seeds'? allowed keys: name, storage" in message
 
 
 def test_grid_expands_to_named_variants_with_groups_and_the_baseline(make_sweep):
