@@ -195,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fusionlab.config import load_run_config
     from fusionlab.distributed import is_main_process
     from fusionlab.evaluate import evaluate, write_result
-    from fusionlab.train import DONE_FILE, train
+    from fusionlab.train import DONE_FILE, StopRequested, train
 
     config = load_run_config(args.config, args.set or [])
     folder = Path(args.out) if args.out else _default_run_dir(args.config)
@@ -207,8 +207,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     # a finished run stays as it is until its replacement, trained and evaluated beside it, is complete
     # (other torchrun processes write nothing)
     work = staging_folder(folder) if finished and is_main_process() else folder
-    result = train(config, work)
-    summary = f"trained {result.steps} steps in {result.wall_s:.1f} s, final loss {result.final_loss:.4f}"
+    try:
+        result = train(config, work)
+    except StopRequested as stop:
+        if is_main_process():
+            point = f"its resume point is {stop.resume_point}" if stop.resume_point else "no step was taken"
+            print(f"fusionlab train: stopped at step {stop.step}; {point}; run the same command to continue",
+                  file=sys.stderr)
+        return 130
+    resumed = f" (resumed from step {result.resumed_from_step})" if result.resumed_from_step else ""
+    summary = (f"trained {result.steps} steps{resumed} in {result.wall_s:.1f} s, "
+               f"final loss {result.final_loss:.4f}")
     evaluation = evaluate(result.model, config)
     write_result(work, evaluation)
     if finished and is_main_process():
@@ -319,8 +328,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _dry_run(sweep)
     from fusionlab.sweep import run_sweep
 
+    from fusionlab.train import StopRequested
+
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
-    outcome = run_sweep(sweep, workers=args.workers, devices=devices, per_device=args.workers_per_device)
+    try:
+        outcome = run_sweep(sweep, workers=args.workers, devices=devices, per_device=args.workers_per_device)
+    except StopRequested as stop:
+        print(f"fusionlab sweep: stopped; the cell in training was handed back at step {stop.step} with its resume "
+              f"point; run the same command to continue", file=sys.stderr)
+        return 130
     if outcome.incomplete:
         print(f"{len(outcome.incomplete)} of {outcome.total} cells did not complete; their errors are in "
               f"{outcome.results / 'trials.csv'}; run the same command again to retry them", file=sys.stderr)

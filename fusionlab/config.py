@@ -16,6 +16,8 @@ The sweep's config (:mod:`fusionlab.sweep.config`) builds on :class:`RunConfig`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import re
@@ -32,8 +34,8 @@ from fusionlab.models.parts import Part
 from fusionlab.typecheck import InputPath, check_fields, from_dict, path_role, yaml_key
 
 __all__ = ["DataSection", "DepthSection", "EvalSection", "ModelSection", "RunConfig", "TrainSection", "apply_override",
-           "cpu_threads", "from_dict", "load_run_config", "parse_prompts", "read_yaml", "resolve_device",
-           "resolve_paths", "set_dotted", "validate"]
+           "cpu_threads", "file_digest", "from_dict", "load_run_config", "parse_prompts", "read_yaml", "resolve_device",
+           "resolve_paths", "result_key", "set_dotted", "validate"]
 
 
 class _ModelMethods:
@@ -205,6 +207,7 @@ NUMBER_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "num_workers": _AT_LEAST_ZERO, "interactive_rounds": _AT_LEAST_ZERO, "devices_per_cell": _AT_LEAST_ONE,
     "seed": _AT_LEAST_ZERO,  # numpy's generators refuse negative seeds
     "steps": _OPTIONAL_AT_LEAST_ONE, "max_steps": _OPTIONAL_AT_LEAST_ONE,
+    "resume_every": (_NON_NEGATIVE[0], "a finite number of minutes >= 0 (0: off)"),
 }
 
 
@@ -262,6 +265,12 @@ class TrainSection:
             one worker per K GPUs; with ``--devices``, list every K-th GPU. On the CPU the K
             processes share the worker's threads. A single run: ``torchrun --nproc_per_node K
             -m fusionlab train CONFIG``.
+        resume_every: minutes of training between two resume points (0: none). A resume point
+            holds everything the run needs to continue exactly where it stood (see
+            :mod:`fusionlab.resume`): ``fusionlab train`` on the same ``--out`` folder, and a
+            sweep cell whose worker stopped, continue from the last one. Minutes rather than
+            steps, so that the cost stays a small share of any model's training; a stop request
+            (Ctrl-C, a scheduler's signal) writes one at once.
     """
 
     epochs: int = 4
@@ -293,6 +302,7 @@ class TrainSection:
     channels_last: bool = False
     compile: bool = False
     devices_per_cell: int = 1
+    resume_every: float = 10.0
 
     def check(self, where: str = "train") -> None:
         """One-line errors for option values the loop cannot run with, or that make no sense."""
@@ -403,6 +413,77 @@ def validate(config: RunConfig, source: str = "", training: bool = True) -> None
         if role.reads and isinstance(value, (str, Path)) and not Path(value).exists():
             raise FusionlabError(f"{yaml_key(source, key)}: {value} does not exist (a relative path is read from the "
                                  f"folder of the YAML file that names it)")
+
+
+# ------------------------------------------------------------------------------ the result key
+# Fields that change where or how fast a run goes, or how it can be resumed, not its result: left
+# out of the result key (and so of a sweep's cell keys).
+RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every", "channels_last", "compile",
+                            "devices_per_cell", "resume_every"),
+                  "eval": ("device", "prompt_batch")}
+# Architecture fields only the depth branch reads; with ``model.init_depth_from_rgb`` and
+# ``eval.drop_depth``, an RGB-only model never reads them: left out of its result key, so that
+# changing them keeps its results.
+DEPTH_BRANCH_FIELDS = ("fusion_point", "fusion_kwargs", "depth_encoder", "depth_encoder_kwargs", "depth_input",
+                       "depth_size")
+
+
+def result_key(config: RunConfig) -> str:
+    """8 hex digits over what decides a run's result but its seed: its effective config and the files it reads.
+
+    A sweep's cell key is made of it (:class:`fusionlab.sweep.config.Cell`), and a resume point
+    records it (:mod:`fusionlab.resume`). Left out: the seed, where and how fast the run goes
+    (:data:`RUNTIME_FIELDS`), plugins (their names; the code is not hashed) and, for an RGB-only
+    model, everything only the depth branch uses (:data:`DEPTH_BRANCH_FIELDS`,
+    ``init_depth_from_rgb``, the depth section, ``eval.drop_depth``, lr multipliers and freezes
+    of depth-only parts). The model counts as the architecture it builds; the checkpoint and the
+    detections file count by their contents.
+    """
+    from fusionlab.models.parts import DEPTH_ONLY_PARTS
+
+    data = config.to_dict()
+    data["train"].pop("seed")
+    for section, names in RUNTIME_FIELDS.items():
+        for name in names:
+            data[section].pop(name)
+    data.pop("plugins")
+    # the architecture as built (preset + fields), so that spelling out a preset's value changes nothing
+    architecture = config.model.sam_config().to_dict()
+    data["model"] = {"preset": config.model.preset, "checkpoint": config.model.checkpoint,
+                     "init_depth_from_rgb": config.model.init_depth_from_rgb, "architecture": architecture}
+    if config.model.fusion is None:
+        data.pop("depth")
+        data["model"].pop("init_depth_from_rgb")
+        data["eval"].pop("drop_depth")
+        for name in DEPTH_BRANCH_FIELDS:
+            architecture.pop(name, None)  # a SAM ViT reference model has no depth fields
+        train = data["train"]
+        train["lr_multipliers"] = {k: v for k, v in train["lr_multipliers"].items() if k not in DEPTH_ONLY_PARTS}
+        train["freeze"] = [part for part in train["freeze"] if part not in DEPTH_ONLY_PARTS]
+    if config.model.checkpoint:
+        data["model"]["checkpoint"] = file_digest(Path(config.model.checkpoint))
+    pretrained = architecture.get("depth_encoder_kwargs", {}).get("pretrained")
+    if isinstance(pretrained, str) and Path(pretrained).is_file():
+        architecture["depth_encoder_kwargs"]["pretrained"] = file_digest(Path(pretrained))
+    if config.eval.detections and Path(config.eval.detections).is_file():
+        data["eval"]["detections"] = file_digest(Path(config.eval.detections))
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's contents, remembered by (path, size, mtime) for this process."""
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _DIGESTS[memo] = f"sha256:{digest.hexdigest()}"
+    return _DIGESTS[memo]
 
 
 def path_slots(config: RunConfig) -> Iterator[Tuple[str, Any, Any, str]]:

@@ -32,7 +32,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -85,6 +85,14 @@ class World:
         total = torch.tensor([count], dtype=torch.int64, device=device)
         dist.all_reduce(total)
         return int(total.item())
+
+    def any_of(self, flags: Sequence[bool], device: torch.device) -> List[bool]:
+        """Each of ``flags`` or-ed over the processes: what one of them asks for, all of them do together."""
+        if self.size == 1:
+            return list(flags)
+        values = torch.tensor([int(flag) for flag in flags], dtype=torch.int64, device=device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return [bool(value) for value in values.tolist()]
 
     def reduce_losses(self, losses: Dict[str, torch.Tensor], masks: int, total: int
                       ) -> Tuple[torch.Tensor, Dict[str, float]]:

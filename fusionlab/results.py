@@ -23,6 +23,8 @@ METRIC_COLUMNS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_lar
 COST_COLUMNS = ("params_m", "gmacs", "latency_ratio", "throughput_ips", "throughput_batch", "throughput_device",
                 "wall_s")
 ID_COLUMNS = ("trial_id", "variant", "seed", "state")
+# the step of the resume point a trial's training continued from (0: from scratch); empty when it did not train
+RESUMED_COLUMN = "resumed_from_step"
 METRICS_FILE = "metrics.json"
 INSTANCES_FILE = "instances.csv"
 TRIALS_FILE = "trials.csv"
@@ -122,11 +124,12 @@ def write_predictions(folder: Path, predictions: Predictions) -> List[Path]:
 
 
 def write_trials(path: Path, rows: Iterable[Dict[str, Any]]) -> Path:
-    """``trials.csv``: the id columns, the known metrics, any extra metric, the costs, ``error``."""
+    """``trials.csv``: the id columns, the known metrics, any extra metric, the costs, ``resumed_from_step``,
+    ``error``."""
     rows = list(rows)
-    known = set(ID_COLUMNS) | set(METRIC_COLUMNS) | set(COST_COLUMNS) | {"error"}
+    known = set(ID_COLUMNS) | set(METRIC_COLUMNS) | set(COST_COLUMNS) | {RESUMED_COLUMN, "error"}
     extra = sorted({k for row in rows for k in row} - known)
-    columns: List[str] = [*ID_COLUMNS, *METRIC_COLUMNS, *extra, *COST_COLUMNS, "error"]
+    columns: List[str] = [*ID_COLUMNS, *METRIC_COLUMNS, *extra, *COST_COLUMNS, RESUMED_COLUMN, "error"]
     return atomic_write_text(path, pd.DataFrame(rows, columns=columns).to_csv(index=False))
 
 

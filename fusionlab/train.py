@@ -13,6 +13,10 @@ more rounds per step, each adding a correction click per mask (see :func:`predic
 A run folder holds ``config.yaml``, ``train_log.csv``, ``checkpoint.safetensors`` and, written
 last, ``train_done.json``: a folder without it is not a complete run. Everything a run reads
 (options, device, checkpoint, dataset) is checked before the folder is created or touched.
+While it trains, the folder also holds resume points (``resume/``, every ``train.resume_every``
+minutes; see :mod:`fusionlab.resume`): training into a folder that has one continues from it,
+exactly as if it had never stopped. :func:`request_stop` (or Ctrl-C) stops the loop at the next
+step with a resume point.
 
 Under torchrun one run trains on K processes with ``batch_size`` as the global batch, as one
 process would (see :mod:`fusionlab.distributed`); rank 0 writes the run folder.
@@ -21,10 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import itertools
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +47,15 @@ from tqdm import tqdm
 from fusionlab.atomic import atomic_write_text
 from fusionlab.config import RunConfig, TrainSection, resolve_device, validate
 from fusionlab.data import build_dataset
-from fusionlab.data.training import InputFrame, PromptedImages, Targets, collate
+from fusionlab.data.training import (EpochBatches, InputFrame, PromptedImages, Targets, collate,
+                                     leave_interrupts_to_the_loop)
 from fusionlab.depth import build_depth_source
 from fusionlab.distributed import SINGLE, RankBatches, World, join, rank_seed
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, save_checkpoint
 from fusionlab.models.parts import PARTS, part_modules
 from fusionlab.models.speed import apply_speed_options
+from fusionlab.resume import Point, Progress, ResumePoints, run_key
 
 log = logging.getLogger("fusionlab.train")
 
@@ -57,6 +66,84 @@ class TrainingDiverged(FusionlabError):
     """The loss became NaN or infinite; the message names the step."""
 
 
+class StopRequested(Exception):
+    """The training loop stopped on request (:func:`request_stop`, Ctrl-C) at a step boundary.
+
+    Not a :class:`FusionlabError`: nothing is wrong with the run, which continues from its resume
+    point when trained again into the same folder (a sweep hands its cell back, see
+    :mod:`fusionlab.sweep.cell`).
+
+    Attributes:
+        step: the optimiser steps taken.
+        resume_point: the JSON file of the resume point the run continues from; None when it
+            stopped before its first step with no point to continue from.
+    """
+
+    def __init__(self, step: int, resume_point: Optional[Path]):
+        super().__init__(f"stopped on request at step {step}" +
+                         (f"; resume point {resume_point}" if resume_point else "; no resume point"))
+        self.step = step
+        self.resume_point = resume_point
+
+
+class _Stop:
+    """The pending stop request of this process (one training loop runs at a time)."""
+
+    requested = False
+    since = 0.0
+
+
+# torchrun passes a terminal's Ctrl-C on to its processes, which had it from the terminal already:
+# a second signal this soon after the first is that echo, not a second Ctrl-C.
+TORCHRUN_ECHO_S = 1.0
+
+
+def request_stop() -> None:
+    """Make the running training loop write a resume point at the next step boundary and raise
+    :class:`StopRequested`; safe to call from a signal handler. A request made while no loop runs
+    waits for the next loop (which stops before its first step) or :func:`stop_requested`'s reader.
+
+    A second call while the first is pending stops at once: it raises ``KeyboardInterrupt`` (from a
+    signal handler: in the main thread, wherever it is).
+    """
+    if _Stop.requested:
+        raise KeyboardInterrupt("stop requested twice: stopping at once, without a resume point")
+    _Stop.requested, _Stop.since = True, time.monotonic()
+
+
+def stop_requested() -> bool:
+    """Whether a stop was requested and not yet answered by a loop."""
+    return _Stop.requested
+
+
+def clear_stop() -> None:
+    """Forget a pending stop request."""
+    _Stop.requested = False
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(world: World):
+    """While the block runs, Ctrl-C (SIGINT) is :func:`request_stop`: the first stops the loop at the
+    next step with a resume point, a second stops at once. Only in the main thread, where Python
+    delivers signals; elsewhere the block runs with the handlers as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        if _Stop.requested and world.size > 1 and time.monotonic() - _Stop.since < TORCHRUN_ECHO_S:
+            return
+        if not _Stop.requested:
+            log.warning("Ctrl-C: stopping after this step with a resume point (Ctrl-C again to stop at once)")
+        request_stop()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` hands back.
@@ -65,8 +152,11 @@ class TrainResult:
         model: the trained model (on the training device).
         steps: optimiser steps taken.
         final_loss: the last step's loss.
-        wall_s: seconds from the first step to the end of training.
+        wall_s: seconds from the first step to the end of training (of every session, for a
+            resumed run).
         checkpoint: the saved weights, or None when ``save_checkpoint`` is off.
+        resumed_from_step: the step of the resume point the run continued from; 0 when it
+            started from scratch.
     """
 
     model: EfficientViTSam
@@ -74,6 +164,7 @@ class TrainResult:
     final_loss: float
     wall_s: float
     checkpoint: Optional[Path]
+    resumed_from_step: int = 0
 
 
 # ------------------------------------------------------------------------------ model
@@ -277,14 +368,32 @@ def autocast(device: torch.device, precision: str):
 
 
 class StepLog:
-    """``train_log.csv``: one row per logged step, flushed at once so a crash keeps it."""
+    """``train_log.csv``: one row per logged step, flushed at once so a crash keeps it.
+
+    ``after``: the step a resumed run continues from: the rows up to it are kept, and the later
+    ones, of steps the run takes again, dropped; None: a new log.
+    """
 
     FIELDS = ("step", "epoch", "loss", "bce", "dice", "iou_mse", "lr", "seconds")
 
-    def __init__(self, path: Path):
-        self.handle = open(path, "w", newline="")
+    def __init__(self, path: Path, after: Optional[int] = None):
+        kept = self.rows_up_to(path, after) if after is not None else []
+        text = io.StringIO()
+        csv.writer(text).writerows([self.FIELDS, *kept])
+        atomic_write_text(path, text.getvalue())
+        self.handle = open(path, "a", newline="")
         self.writer = csv.writer(self.handle)
-        self.writer.writerow(self.FIELDS)
+
+    @classmethod
+    def rows_up_to(cls, path: Path, step: int) -> List[List[str]]:
+        """The whole rows of an existing log up to ``step`` (a row cut by a kill is not whole)."""
+        if not path.is_file():
+            return []
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        if not rows or tuple(rows[0]) != cls.FIELDS:
+            return []
+        return [row for row in rows[1:] if len(row) == len(cls.FIELDS) and row[0].isdigit() and int(row[0]) <= step]
 
     def write(self, **row: float) -> None:
         self.writer.writerow([row[name] for name in self.FIELDS])
@@ -297,7 +406,11 @@ class StepLog:
 def make_loader(config: RunConfig, model: EfficientViTSam, device: torch.device, progress: bool,
                 world: World = SINGLE) -> Tuple[PromptedImages, torch.utils.data.DataLoader]:
     """The training split, its depth source (RGB-D models only) and the shuffling loader; with
-    several processes, this one's share of each batch (:class:`~fusionlab.distributed.RankBatches`)."""
+    several processes, this one's share of each batch (:class:`~fusionlab.distributed.RankBatches`).
+
+    The loader's ``generator`` draws each epoch's order as the epoch starts, and its
+    ``batch_sampler`` (:class:`~fusionlab.data.training.EpochBatches`) can start an epoch at any
+    batch: a resumed run's position in the data order."""
     train = config.train
     options = config.data.train_options()
     depth_source = None
@@ -311,15 +424,16 @@ def make_loader(config: RunConfig, model: EfficientViTSam, device: torch.device,
             log.info("depth source %s ready: %s", depth_source.describe(), counts)
     items = PromptedImages(dataset, InputFrame(model.image_size), train, depth_source)
     shuffle = torch.Generator().manual_seed(train.seed)
-    loading = dict(num_workers=train.num_workers, collate_fn=collate, generator=shuffle,
-                   pin_memory=device.type == "cuda")
-    if world.size == 1:
-        return items, torch.utils.data.DataLoader(items, batch_size=train.batch_size, shuffle=True, drop_last=False,
-                                                  **loading)
-    # the loader's own shuffling, with the same generator: every process draws the same batches
+    # what DataLoader(shuffle=True) builds, made here to start an epoch at a batch; with several
+    # processes every one draws the same batches from the same generator and takes its share
     batches = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(items, generator=shuffle),
                                             train.batch_size, drop_last=False)
-    return items, torch.utils.data.DataLoader(items, batch_sampler=RankBatches(batches, world), **loading)
+    if world.size > 1:
+        batches = RankBatches(batches, world)
+    return items, torch.utils.data.DataLoader(
+        items, batch_sampler=EpochBatches(batches), num_workers=train.num_workers, collate_fn=collate,
+        generator=shuffle, pin_memory=device.type == "cuda",
+        worker_init_fn=leave_interrupts_to_the_loop if train.num_workers else None)
 
 
 @dataclass
@@ -385,81 +499,142 @@ def open_run_folder(run_dir: Path, config: RunConfig) -> None:
 
 
 def train(config: RunConfig, run_dir: Path, progress: bool = True,
-          on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]] = None) -> TrainResult:
-    """Train the model of ``config`` and write the run folder ``run_dir``.
+          on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]] = None,
+          keep_resume_points: bool = False) -> TrainResult:
+    """Train the model of ``config`` and write the run folder ``run_dir``; continue the run a resume point there holds.
 
     Args:
         config: the run (its ``train`` section holds the recipe's options).
         run_dir: created if needed, once the run's inputs are checked (an error in them leaves an
             existing folder, a finished run's included, as it was); files: ``config.yaml``,
             ``train_log.csv`` (columns step, epoch, loss, bce, dice, iou_mse, lr, seconds since
-            the first step), ``checkpoint.safetensors`` and, last, ``train_done.json``.
+            the first step), ``checkpoint.safetensors``, ``resume/`` while it trains and, last,
+            ``train_done.json`` (steps, final_loss, wall_s, resumed_from_step).
         progress: show tqdm bars.
         on_epoch_end: called as ``(epoch, model)`` after every epoch that ran (also the last
-            one, cut short by ``steps`` or ``max_steps``); what it raises (e.g.
-            ``optuna.TrialPruned``) propagates.
+            one, cut short by ``steps`` or ``max_steps``, and again for the epoch a resumed run
+            stopped at its end); what it raises (e.g. ``optuna.TrialPruned``) propagates.
+        keep_resume_points: write a resume point after the last step too and keep the points when
+            the run is complete, for a caller with more to do that must not train again if it
+            is stopped (a sweep cell, which removes them once its results are recorded); by
+            default they are deleted once ``train_done.json`` is written.
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
+        StopRequested: :func:`request_stop` or Ctrl-C stopped the run; its resume point is written.
+        FusionlabError: a resume point in ``run_dir`` of another run, another number of
+            processes or another device type (nothing in the folder is touched).
     """
     setup = set_up(config, progress)
     run_dir = Path(run_dir)
     main = setup.world.is_main  # under torchrun, rank 0 alone writes the run folder
+    points = ResumePoints(run_dir, setup, run_key(config), config.train.resume_every)
+    start = points.find()
+    steps_found = setup.world.gather(start.step if start is not None else 0)
+    if len(set(steps_found)) > 1:
+        raise FusionlabError(f"{points.folder}: the processes found resume points of different steps "
+                             f"{steps_found}; every process must see the same run folder (a shared disk)")
     if main:
+        points.drop_newer(start)
         open_run_folder(run_dir, config)
-    step_log = StepLog(run_dir / "train_log.csv") if main else None
+    if start is not None:
+        log.info("resuming %s from step %d of %d (epoch %d, %d batches of it done; %s)", run_dir, start.step,
+                 setup.steps, start.record["epoch"], start.record["batch"], start.path.name)
+    step_log = StepLog(run_dir / "train_log.csv", after=start.step if start is not None else None) if main else None
     try:
-        steps, loss_value, wall_s = run_steps(setup, config.train, step_log, progress and main, on_epoch_end)
+        steps, loss_value, wall_s = run_steps(setup, config.train, step_log, progress and main, on_epoch_end,
+                                              points, start, final_point=keep_resume_points)
     finally:
         if step_log is not None:
             step_log.close()
     checkpoint = run_dir / "checkpoint.safetensors" if config.train.save_checkpoint else None
     if main and checkpoint is not None:
         save_checkpoint(setup.model, checkpoint, depth_source=setup.items.depth_source)
+    resumed_from = start.step if start is not None else 0
     if main:
         atomic_write_text(run_dir / DONE_FILE, json.dumps(
-            {"steps": steps, "final_loss": loss_value, "wall_s": round(wall_s, 3)}, indent=2))
+            {"steps": steps, "final_loss": loss_value, "wall_s": round(wall_s, 3), "resumed_from_step": resumed_from},
+            indent=2))
+        if not keep_resume_points:
+            points.remove()
     log.info("trained %d steps in %.1f s; final loss %.4f", steps, wall_s, loss_value)
-    return TrainResult(model=setup.model, steps=steps, final_loss=loss_value, wall_s=wall_s, checkpoint=checkpoint)
+    return TrainResult(model=setup.model, steps=steps, final_loss=loss_value, wall_s=wall_s, checkpoint=checkpoint,
+                       resumed_from_step=resumed_from)
 
 
 def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], progress: bool,
-              on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]]) -> Tuple[int, float, float]:
+              on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]], points: Optional[ResumePoints] = None,
+              start: Optional[Point] = None, final_point: bool = False) -> Tuple[int, float, float]:
     """The loop over epochs and batches until ``setup.steps``; returns ``(steps taken, last loss,
     seconds)``, the loss of the global batch. Raises :class:`TrainingDiverged` on a NaN or infinite
-    loss. ``step_log``: None in the processes that do not write the run folder."""
-    step_rng = np.random.default_rng([train.seed, 1])  # multimask draws, one per step: alike in every process
-    clicks = None
+    loss. ``step_log``: None in the processes that do not write the run folder.
+
+    ``points`` writes resume points when due, and when a stop is requested (then
+    :class:`StopRequested` is raised); ``start``: the point to continue from (restored first);
+    ``final_point``: also write one after the last step. Without ``points``, a stop request
+    stops the loop with no point.
+    """
+    state = Progress(step_rng=np.random.default_rng([train.seed, 1]))  # multimask draws: alike in every process
     if train.interactive_rounds:
-        clicks = torch.Generator(setup.device).manual_seed(rank_seed(train.seed, setup.world))
-    bar = tqdm(total=setup.steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
-    step, images_seen, loss_value, start = 0, 0, float("nan"), time.perf_counter()
+        state.clicks = torch.Generator(setup.device).manual_seed(rank_seed(train.seed, setup.world))
+    if start is not None:
+        points.restore(start, state)
+    latest = start.path if start is not None else None  # the point the run would continue from now
+    bar = tqdm(total=setup.steps, initial=state.step, desc="train", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    images_seen, began = 0, time.perf_counter()
+
+    def seconds() -> float:
+        return state.seconds + time.perf_counter() - began
+
+    def at_step_boundary() -> None:
+        nonlocal latest
+        due, stop = setup.world.any_of([points is not None and points.due(), stop_requested()], setup.device)
+        # a point at this step exists already when the run resumed here and has not stepped since
+        if (due or stop) and points is not None and state.order is not None and points.written_step != state.step:
+            latest = points.write(state, seconds())
+        if stop:
+            clear_stop()
+            raise StopRequested(state.step, latest)
+
+    loader, shuffle = setup.loader, setup.loader.generator
     try:
-        for epoch in range(setup.epochs):
-            setup.items.set_epoch(epoch)
-            set_train_mode(setup.model, train.freeze)
-            for images, depths, targets in itertools.islice(setup.loader, setup.steps - step):
-                multimask = bool(step_rng.random() < train.multimask_prob)
-                losses = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
-                                    setup.device, clicks, world=setup.world, forward=setup.forward)
-                loss_value = losses["loss"]
-                if not math.isfinite(loss_value):
-                    raise TrainingDiverged(
-                        f"training diverged at step {step + 1} (epoch {epoch}): loss is {loss_value}; "
-                        f"try a lower train.lr (now {train.lr}) or train.grad_clip")
-                lr = train.lr * lr_factor(step, setup.steps, train.warmup_steps)
-                setup.scheduler.step()
-                step += 1
-                if step_log is not None and (step % train.log_every == 0 or step == setup.steps):
-                    step_log.write(step=step, epoch=epoch, lr=lr, seconds=round(time.perf_counter() - start, 4),
-                                   **losses)
-                images_seen += len(targets) * setup.world.size
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, setup.model)
+        with stop_on_interrupt(setup.world):
+            if stop_requested():  # asked before the loop began: stop before its first step
+                at_step_boundary()
+            for epoch in range(state.epoch, setup.epochs):
+                if state.order is not None and epoch == state.epoch:
+                    shuffle.set_state(state.order)  # the resumed epoch: its order again, from its next batch on
+                else:
+                    state.epoch, state.batch, state.order = epoch, 0, shuffle.get_state()
+                loader.batch_sampler.start = state.batch
+                setup.items.set_epoch(epoch)
+                set_train_mode(setup.model, train.freeze)
+                for images, depths, targets in itertools.islice(loader, setup.steps - state.step):
+                    multimask = bool(state.step_rng.random() < train.multimask_prob)
+                    losses = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
+                                        setup.device, state.clicks, world=setup.world, forward=setup.forward)
+                    loss_value = losses["loss"]
+                    if not math.isfinite(loss_value):
+                        raise TrainingDiverged(
+                            f"training diverged at step {state.step + 1} (epoch {epoch}): loss is {loss_value}; "
+                            f"try a lower train.lr (now {train.lr}) or train.grad_clip")
+                    lr = train.lr * lr_factor(state.step, setup.steps, train.warmup_steps)
+                    setup.scheduler.step()
+                    state.step, state.batch, state.loss = state.step + 1, state.batch + 1, loss_value
+                    if step_log is not None and (state.step % train.log_every == 0 or state.step == setup.steps):
+                        step_log.write(step=state.step, epoch=epoch, lr=lr, seconds=round(seconds(), 4), **losses)
+                    images_seen += len(targets) * setup.world.size
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_value:.4f}",
+                                    img_s=f"{images_seen / (time.perf_counter() - began):.1f}")
+                    at_step_boundary()
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, setup.model)
+        if final_point and points is not None and points.every_s > 0 and points.written_step != state.step:
+            points.write(state, seconds())
     finally:
         bar.close()
-    return step, loss_value, time.perf_counter() - start
+    return state.step, state.loss, seconds()
 
 
 def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images: torch.Tensor,

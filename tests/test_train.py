@@ -48,7 +48,8 @@ def test_run_folder_holds_config_log_checkpoint_and_done_marker(tmp_path, fusion
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
     assert float(rows[0]["lr"]) == pytest.approx(1e-3) and float(rows[-1]["lr"]) < 1e-3  # cosine decays
     assert json.loads((tmp_path / "train_done.json").read_text()) == {
-        "steps": 4, "final_loss": result.final_loss, "wall_s": pytest.approx(result.wall_s, abs=1e-3)}
+        "steps": 4, "final_loss": result.final_loss, "wall_s": pytest.approx(result.wall_s, abs=1e-3),
+        "resumed_from_step": 0}
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["model"]["fusion"] == fusion
     state = read_state_dict(result.checkpoint)
     assert torch.equal(state["mask_decoder.iou_token.weight"], result.model.mask_decoder.iou_token.weight)

@@ -6,6 +6,8 @@ masks in the model's frame with :mod:`fusionlab.data.transforms`, as the predict
 """
 from __future__ import annotations
 
+import itertools
+import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
@@ -118,6 +120,32 @@ class PromptedImages(torch.utils.data.Dataset):
         count = int(rng.integers(1, self.train.max_points + 1))
         points = np.stack([sample_points(inst.mask, count, rng) for inst in instances]) * scale
         return Targets(masks, None, torch.from_numpy(points), input_size)
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """The batches of ``batches`` from batch :attr:`start` of the epoch on (0: all of them).
+
+    A resumed run sets ``start`` to the batches of its epoch it trained on before it stopped: they
+    are passed over without being loaded. ``batches`` draws its order all the same (the shuffling
+    generator moves as in an epoch read whole), and ``len`` stays the epoch's.
+    """
+
+    def __init__(self, batches: torch.utils.data.Sampler):
+        super().__init__()
+        self.batches = batches
+        self.start = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.batches), self.start, None)
+
+
+def leave_interrupts_to_the_loop(worker_id: int) -> None:
+    """A DataLoader worker's start: Ctrl-C is the training loop's to answer (a resume point at the next
+    step), not a reason for the worker to quit under it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def collate(items: List[Tuple[torch.Tensor, Optional[torch.Tensor], Targets]]

@@ -38,7 +38,9 @@ reported on a laptop. ``results/<name>/`` contains:
     ``throughput_ips`` (images per second through the encoder(s) and fusion blocks, measured at
     ``throughput_batch`` images per forward on ``throughput_device``, e.g. ``NVIDIA H200`` or
     ``cpu``; sweeps older than these three columns lack them),
-    ``wall_s, error`` (the reason when failed).
+    ``wall_s``, ``resumed_from_step`` (the step of the resume point the trial's training
+    continued from, 0 from scratch; sweeps older than this column lack it), ``error`` (the
+    reason when failed).
     Any further numeric column is an extra metric and is kept.
 
 ``trials/<trial_id>/instances.csv``
@@ -97,7 +99,7 @@ KNOWN_METRICS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_larg
                  "throughput_ips")
 # trials.csv columns that identify a trial or say how it was measured, rather than measure it;
 # named here because numeric ones, or empty ones (read as NaN), would pass for metrics.
-NON_METRIC_COLUMNS = ("trial_id", "seed", "throughput_batch", "throughput_device", "error")
+NON_METRIC_COLUMNS = ("trial_id", "seed", "throughput_batch", "throughput_device", "resumed_from_step", "error")
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,21 @@
 A cell's folder is ``results/<name>/trials/<trial number>/``: ``config.yaml``,
 ``train_log.csv``, ``log.txt`` (this cell's log), ``metrics.json`` and ``instances.csv``
 (written by :mod:`fusionlab.results`), and ``checkpoint.safetensors`` with ``keep_checkpoints``.
+
+While the cell runs, its folder also holds the training's resume points (``resume/``, see
+:mod:`fusionlab.resume`), kept until the trial is COMPLETE. A cell claimed again after a trial of
+it stopped (its worker killed, declared stale, or stopped on request) continues from the
+resume points of its latest earlier trial: they move into the new trial's folder, with the
+training log, on the results folder every worker shares. A stop request (Ctrl-C,
+:func:`fusionlab.train.request_stop`) during training writes a point and hands the cell back:
+the trial is FAIL with ``interrupted: true``, which no retry count counts, and the next worker
+that claims the cell continues it.
 """
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 import traceback
 from contextlib import contextmanager
@@ -17,12 +28,15 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from fusionlab.config import RunConfig
+from fusionlab.config import DEPTH_BRANCH_FIELDS, RunConfig
 from fusionlab.errors import FusionlabError
+from fusionlab.resume import FOLDER as RESUME_FOLDER
+from fusionlab.resume import point_files, remove_points
 from fusionlab.results import METRIC_COLUMNS, numeric_metrics, write_evaluation
 from fusionlab.sweep import trial_attrs
-from fusionlab.sweep.config import DEPTH_BRANCH_FIELDS, Cell, LatencySection, SweepConfig
-from fusionlab.sweep.store import Store, heartbeat
+from fusionlab.sweep.config import Cell, LatencySection, SweepConfig
+from fusionlab.sweep.store import Store, cell_trials, heartbeat
+from fusionlab.train import StopRequested
 
 log = logging.getLogger("fusionlab.sweep")
 
@@ -36,12 +50,18 @@ def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -
 
     Returns the recorded attributes plus ``state`` (COMPLETE / FAIL / DISCARDED: another worker
     declared this one dead while it ran) and ``trial``.
+
+    Raises:
+        StopRequested: a stop was requested while the cell trained: the trial is recorded as
+            handed back (FAIL with ``interrupted: true``), its resume point written.
     """
     folder = sweep.results / "trials" / str(trial.number)
     start = time.perf_counter()
     folder_error: Optional[OSError] = None
+    stopped: Optional[StopRequested] = None
     try:
         _prepare_folder(folder)
+        take_over_points(store, sweep, cell, trial.number, folder)
     except OSError as exc:
         folder_error = exc
     if folder_error is None:
@@ -52,6 +72,13 @@ def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -
             try:
                 record = train_and_evaluate(config, folder, sweep, reference=cell.variant.is_reference)
                 state = TrialState.COMPLETE
+            except StopRequested as stop:
+                stopped, state = stop, TrialState.FAIL
+                record = {trial_attrs.INTERRUPTED: True,
+                          trial_attrs.ERROR: f"interrupted at step {stop.step}: handed back; the next worker continues "
+                                             f"it from its resume point"}
+                log.warning("trial %d stopped on request at step %d; the cell is handed back (resume point %s)",
+                            trial.number, stop.step, stop.resume_point)
             except Exception as exc:  # any failure of one cell must not stop the sweep
                 if isinstance(exc, OSError) and str(exc.filename or "").startswith(str(folder)):
                     folder_error = exc
@@ -62,6 +89,10 @@ def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -
         record, state = {trial_attrs.ERROR: f"cannot write {folder}: {folder_error}"}, TrialState.FAIL
     record[trial_attrs.WALL_S] = round(time.perf_counter() - start, 2)
     recorded = _record(store, trial.number, record, state)
+    if state == TrialState.COMPLETE or not recorded:  # nothing left to continue here
+        remove_points(folder)
+    if stopped is not None:
+        raise stopped
     if folder_error is not None:
         reason = folder_error.strerror or str(folder_error)
         raise FusionlabError(f"results folder {sweep.results}: cannot write {folder} ({reason}); check the folder "
@@ -76,6 +107,31 @@ def _prepare_folder(folder: Path) -> None:
         log.warning("%s exists already (left by another study?): moved to %s", folder, aside)
         folder.rename(aside)
     folder.mkdir(parents=True)
+
+
+def take_over_points(store: Store, sweep: SweepConfig, cell: Cell, number: int, folder: Path) -> Optional[int]:
+    """Move the resume points of the cell's latest earlier trial that has some into ``folder`` (with its
+    ``train_log.csv``), so that trial ``number`` continues its training; returns that trial's number.
+
+    Every earlier trial of a cell that is being claimed again has failed: killed, stale, handed
+    back, or failed by itself. Whichever it was, its points continue its run (the training
+    checks they are of this cell's config, seed and checkpoint); delete a trial's ``resume/``
+    folder to start its cell from step 0 instead.
+    """
+    earlier = [t for t in cell_trials(store, [cell.key]) if t.number < number and t.state == TrialState.FAIL]
+    for trial in sorted(earlier, key=lambda t: t.number, reverse=True):
+        source = sweep.results / "trials" / str(trial.number)
+        if not point_files(source / RESUME_FOLDER):
+            continue
+        os.replace(source / RESUME_FOLDER, folder / RESUME_FOLDER)  # one rename: the points move whole
+        if (source / "train_log.csv").is_file():
+            shutil.copyfile(source / "train_log.csv", folder / "train_log.csv")
+        why = "handed back" if trial.user_attrs.get(trial_attrs.INTERRUPTED) else (
+            "stale" if trial.user_attrs.get(trial_attrs.STALE) else "failed")
+        log.info("trial %d continues trial %d (%s): its resume points moved to %s", number, trial.number, why,
+                 folder / RESUME_FOLDER)
+        return trial.number
+    return None
 
 
 def _record(store: Store, number: int, record: Dict[str, Any], state: TrialState) -> bool:
@@ -105,14 +161,16 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
 
     if reference:
         log.info("reference variant: evaluating %s as released (no training)", config.model.checkpoint)
-        model, steps, final_loss = config.model.build(), 0, None  # evaluate() moves it to eval.device
+        # evaluate() moves it to eval.device
+        model, steps, final_loss, resumed_from = config.model.build(), 0, None, None
     elif config.train.devices_per_cell > 1:
         from fusionlab.sweep.ddp_cell import train_on_processes
 
-        model, steps, final_loss = train_on_processes(config, folder)
+        model, steps, final_loss, resumed_from = train_on_processes(config, folder)
     else:
-        result = train(config, folder, progress=False)
-        model, steps, final_loss = result.model, result.steps, result.final_loss
+        # the points stay until the trial is recorded: a cell stopped while it evaluates does not train again
+        result = train(config, folder, progress=False, keep_resume_points=True)
+        model, steps, final_loss, resumed_from = result.model, result.steps, result.final_loss, result.resumed_from_step
     evaluation = evaluate(model, config, progress=False)
     write_evaluation(folder, evaluation.metrics, evaluation.instances, evaluation.predictions)
     costs = measure_costs(model, config, sweep.latency, sweep.baseline.config if reference else None)
@@ -120,7 +178,7 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
     # the headline metrics also as attributes of their own: columns in optuna-dashboard's trial table
     headline = {name: metrics[name] for name in METRIC_COLUMNS if name in metrics}
     return {trial_attrs.METRICS: metrics, **headline, **costs, trial_attrs.TRAIN_STEPS: steps,
-            trial_attrs.FINAL_LOSS: final_loss}
+            trial_attrs.FINAL_LOSS: final_loss, trial_attrs.RESUMED_FROM_STEP: resumed_from}
 
 
 def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySection,

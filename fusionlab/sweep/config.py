@@ -31,18 +31,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
 
 from fusionlab.config import (SECTIONS, RunConfig, apply_override, check_number_rules, from_dict, read_yaml,
-                              resolve_paths, set_dotted, validate)
+                              resolve_paths, result_key, set_dotted, validate)
 from fusionlab.errors import FusionlabError
-from fusionlab.models.parts import DEPTH_ONLY_PARTS
 from fusionlab.registry import import_plugins
 from fusionlab.typecheck import yaml_key
 from fusionlab.results import GROUPS
@@ -50,15 +47,6 @@ from fusionlab.results import GROUPS
 BASELINE = "rgb_only"
 # Depth sources that replace real depth by a signal without scene geometry: grid cells using them are controls.
 CONTROL_SOURCES = ("constant", "noise", "shuffled", "rgb")
-# Fields that change where or how fast a run goes, not its result: left out of the cell key.
-_RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every", "channels_last", "compile",
-                             "devices_per_cell"),
-                   "eval": ("device", "prompt_batch")}
-# Architecture fields only the depth branch reads; with ``model.init_depth_from_rgb`` and
-# ``eval.drop_depth``, an RGB-only model never reads them: left out of its cell key, so that
-# changing them keeps its results.
-DEPTH_BRANCH_FIELDS = ("fusion_point", "fusion_kwargs", "depth_encoder", "depth_encoder_kwargs", "depth_input",
-                       "depth_size")
 _AT_LEAST_ONE = (lambda v: v >= 1, "an integer >= 1")
 
 
@@ -481,7 +469,7 @@ def _variant(base: Dict[str, Any], patch: Dict[str, Any], name: str, group: str,
     if group in ("fusion", "encoder") and config.model.fusion is None:
         raise FusionlabError(f"{where}: group {group!r} needs a fusion block (model.fusion); use group "
                              f"'baseline' for an RGB-only variant")
-    return Variant(name=name, group=group, label=label, config=config, key=_config_key(config))
+    return Variant(name=name, group=group, label=label, config=config, key=result_key(config))
 
 
 def run_config(data: Dict[str, Any], where: str, path: Path) -> RunConfig:
@@ -511,60 +499,6 @@ def _merge(base: Dict[str, Any], patch: Dict[str, Any]) -> Dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def _config_key(config: RunConfig) -> str:
-    """8 hex digits over what decides this variant's result: its effective config and the files it reads.
-
-    Left out: the seed (cells add it), where and how fast it runs (:data:`_RUNTIME_FIELDS`),
-    plugins (their names; the code is not hashed) and, for an RGB-only model, everything only
-    the depth branch uses (:data:`DEPTH_BRANCH_FIELDS`, ``init_depth_from_rgb``, the depth section,
-    ``eval.drop_depth``, lr multipliers and freezes of depth-only parts). The model counts as the
-    architecture it builds; the checkpoint and the detections file count by their contents.
-    """
-    data = config.to_dict()
-    data["train"].pop("seed")
-    for section, names in _RUNTIME_FIELDS.items():
-        for name in names:
-            data[section].pop(name)
-    data.pop("plugins")
-    # the architecture as built (preset + fields), so that spelling out a preset's value changes nothing
-    architecture = config.model.sam_config().to_dict()
-    data["model"] = {"preset": config.model.preset, "checkpoint": config.model.checkpoint,
-                     "init_depth_from_rgb": config.model.init_depth_from_rgb, "architecture": architecture}
-    if config.model.fusion is None:
-        data.pop("depth")
-        data["model"].pop("init_depth_from_rgb")
-        data["eval"].pop("drop_depth")
-        for name in DEPTH_BRANCH_FIELDS:
-            architecture.pop(name, None)  # a SAM ViT reference model has no depth fields
-        train = data["train"]
-        train["lr_multipliers"] = {k: v for k, v in train["lr_multipliers"].items() if k not in DEPTH_ONLY_PARTS}
-        train["freeze"] = [part for part in train["freeze"] if part not in DEPTH_ONLY_PARTS]
-    if config.model.checkpoint:
-        data["model"]["checkpoint"] = file_digest(Path(config.model.checkpoint))
-    pretrained = architecture.get("depth_encoder_kwargs", {}).get("pretrained")
-    if isinstance(pretrained, str) and Path(pretrained).is_file():
-        architecture["depth_encoder_kwargs"]["pretrained"] = file_digest(Path(pretrained))
-    if config.eval.detections and Path(config.eval.detections).is_file():
-        data["eval"]["detections"] = file_digest(Path(config.eval.detections))
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-_DIGESTS: Dict[Tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file's contents, remembered by (path, size, mtime) for this process."""
-    stat = path.stat()
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-        _DIGESTS[memo] = f"sha256:{digest.hexdigest()}"
-    return _DIGESTS[memo]
 
 
 def _slug(value: Any) -> str:

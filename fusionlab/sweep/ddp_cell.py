@@ -6,40 +6,54 @@ CONFIG FOLDER``: the K processes train as one (see :mod:`fusionlab.distributed`)
 writes ``checkpoint.safetensors``, ``train_log.csv`` and ``train_done.json`` into the folder.
 The worker then loads the checkpoint and evaluates and times the model itself, as for a cell of
 one process, so the trial's results and files are the same whichever way it trained.
+
+torchrun runs in a session of its own, so that a terminal's Ctrl-C reaches the worker alone: a
+stop request in the worker (Ctrl-C, :func:`fusionlab.train.request_stop`) is passed to torchrun
+as one SIGINT, which torchrun passes to each process; they write a resume point at the next
+step and stop, and the worker raises :class:`~fusionlab.train.StopRequested`. A second request
+kills them at once.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import yaml
 
 from fusionlab.config import RunConfig, load_run_config, resolve_device
+from fusionlab.distributed import SINGLE
 from fusionlab.errors import FusionlabError
+from fusionlab.resume import newest_point, step_of
+from fusionlab.train import StopRequested, clear_stop, stop_on_interrupt, stop_requested
 
 log = logging.getLogger("fusionlab.sweep")
 
 RUN_FILE = "run.yaml"
 LOG_FILE = "torchrun.log"
+EXIT_STOPPED = 75  # a process stopped on request, its resume point written (EX_TEMPFAIL: try again later)
 
 
-def train_on_processes(config: RunConfig, folder: Path) -> Tuple[torch.nn.Module, int, float]:
-    """Train ``config`` on ``config.train.devices_per_cell`` processes into ``folder``.
+def train_on_processes(config: RunConfig, folder: Path) -> Tuple[torch.nn.Module, int, float, int]:
+    """Train ``config`` on ``config.train.devices_per_cell`` processes into ``folder`` (continuing
+    from a resume point there, as :func:`fusionlab.train.train` does).
 
     Returns:
-        ``(model, steps, final loss)``: the model loaded from the checkpoint rank 0 wrote (deleted
-        again unless ``train.save_checkpoint``), on the worker's device.
+        ``(model, steps, final loss, resumed from step)``: the model loaded from the checkpoint
+        rank 0 wrote (deleted again unless ``train.save_checkpoint``), on the worker's device.
 
     Raises:
         FusionlabError: the GPUs the cell needs are not there, or torchrun failed (its last line;
             the whole output is in ``folder/torchrun.log``).
+        StopRequested: a stop was requested; the processes wrote a resume point and stopped.
     """
     processes = config.train.devices_per_cell
     device = resolve_device(config.train.device, "train.device")
@@ -54,19 +68,47 @@ def train_on_processes(config: RunConfig, folder: Path) -> Tuple[torch.nn.Module
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
                "-m", "fusionlab.sweep.ddp_cell", "--threads", str(threads), str(folder / RUN_FILE), str(folder)]
     log.info("training on %d processes: %s", processes, " ".join(command[1:]))
-    with open(folder / LOG_FILE, "w") as output:
-        done = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
+    code, stopped = run_torchrun(command, env, folder / LOG_FILE)
+    if stopped:
+        point = newest_point(folder)
+        raise StopRequested(step_of(point) if point is not None else 0, point)
+    if code != 0:
         lines = [line for line in (folder / LOG_FILE).read_text(errors="replace").splitlines() if line.strip()]
         reason = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "no output")
-        raise FusionlabError(f"torchrun of {processes} processes exited with {done.returncode}: {reason.strip()} "
+        raise FusionlabError(f"torchrun of {processes} processes exited with {code}: {reason.strip()} "
                              f"(see {folder / LOG_FILE})")
     summary = json.loads((folder / "train_done.json").read_text())
     checkpoint = folder / "checkpoint.safetensors"
     model = config.model.build(str(checkpoint))
     if not config.train.save_checkpoint:
         checkpoint.unlink()
-    return model, int(summary["steps"]), float(summary["final_loss"])
+    return model, int(summary["steps"]), float(summary["final_loss"]), int(summary.get("resumed_from_step", 0))
+
+
+def run_torchrun(command: List[str], env: dict, log_path: Path) -> Tuple[int, bool]:
+    """Run torchrun, its output into ``log_path``; returns its exit code and whether a stop was
+    requested (and passed on) while it ran. A second request kills its processes at once."""
+    stopped = False
+    with open(log_path, "w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with stop_on_interrupt(SINGLE):
+                code: Optional[int] = None
+                while code is None:
+                    try:
+                        code = process.wait(timeout=0.5)
+                    except subprocess.TimeoutExpired:
+                        if stop_requested() and not stopped:
+                            process.send_signal(signal.SIGINT)
+                            stopped = True
+        except BaseException:  # a second request (KeyboardInterrupt), or anything else: none of them may outlive it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    if stopped:
+        clear_stop()
+    return code, stopped
 
 
 def cell_gpus(first: int, count: int) -> List[str]:
@@ -90,7 +132,11 @@ def main(argv: List[str]) -> int:
         argv = argv[2:]
     config_path, folder = argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    train(load_run_config(config_path), Path(folder), progress=False)
+    try:  # the points stay until the worker has recorded the trial (it removes them)
+        train(load_run_config(config_path), Path(folder), progress=False, keep_resume_points=True)
+    except StopRequested as stop:
+        logging.getLogger("fusionlab.sweep").info("%s", stop)
+        return EXIT_STOPPED
     return 0
 
 

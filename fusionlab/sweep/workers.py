@@ -4,7 +4,14 @@ What a launch (``run_id``) still has to do: every cell that is not COMPLETE, RUN
 worker, or FAILED in this launch. A cell whose worker died (its trial failed as stale by a
 sibling, after ``heartbeat.grace`` s without a heartbeat) is run again in the same launch, up
 to :data:`STALE_RETRIES` times; a cell that failed by itself (e.g. a diverging loss) waits for
-the next launch, so a rerun retries failures once and never retrains a finished cell.
+the next launch, so a rerun retries failures once and never retrains a finished cell. A cell
+handed back on a stop request (``interrupted``) is no failure: any worker claims it again at
+once. Either way a claimed cell continues from the resume points its earlier trial left
+(:func:`fusionlab.sweep.cell.take_over_points`).
+
+A worker whose process is asked to stop (:func:`fusionlab.train.request_stop`, Ctrl-C) hands its
+cell back at the next training step and claims no other: :func:`work` raises the
+:class:`~fusionlab.train.StopRequested`, or, asked between two cells, returns.
 """
 from __future__ import annotations
 
@@ -21,11 +28,12 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from fusionlab.errors import FusionlabError
-from fusionlab.results import COST_COLUMNS, TRIALS_FILE, write_trials
+from fusionlab.results import COST_COLUMNS, RESUMED_COLUMN, TRIALS_FILE, write_trials
 from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.cell import run_cell
 from fusionlab.sweep.config import Cell, SweepConfig, load_sweep
 from fusionlab.sweep.store import STALE_ERROR, Store, cell_trials, claim, fail_stale
+from fusionlab.train import StopRequested, stop_requested
 
 log = logging.getLogger("fusionlab.sweep")
 
@@ -60,7 +68,9 @@ def plan(store: Store, sweep: SweepConfig, run_id: str) -> Tuple[List[Cell], Dic
     todo, held = [], {}
     for cell in sweep.cells():
         trials = by_key.get(cell.key, [])
-        mine = [t for t in trials if t.user_attrs.get(trial_attrs.RUN_ID) == run_id and t.state == TrialState.FAIL]
+        # a trial handed back on a stop request is no failure of the cell: left out of both counts
+        mine = [t for t in trials if t.user_attrs.get(trial_attrs.RUN_ID) == run_id and t.state == TrialState.FAIL
+                and not t.user_attrs.get(trial_attrs.INTERRUPTED)]
         running = [t for t in trials if t.state == TrialState.RUNNING]
         if any(t.state == TrialState.COMPLETE for t in trials):
             continue
@@ -91,6 +101,11 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
     first = True
     waited: Optional[frozenset] = None
     while True:
+        if stop_requested():
+            line = "stop requested: this worker claims no more cells"
+            log.info(line)
+            say(line)
+            return
         fail_stale(store, sweep.heartbeat.grace)
         todo, held = plan(store, sweep, run_id)
         if not todo:
@@ -112,7 +127,15 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
                                         trial_attrs.DEVICE: cell.variant.config.train.device, **code_version()})
         if trial is None:
             continue
-        record = run_cell(store, sweep, cell, trial)
+        try:
+            record = run_cell(store, sweep, cell, trial)
+        except StopRequested as stop:
+            write_trials_csv(store, sweep)
+            line = (f"trial {trial.number}  {cell.variant.name}  seed {cell.seed}  stopped at step {stop.step} and "
+                    f"handed back: the next worker continues it from its resume point")
+            log.info(line)
+            say(line)
+            raise
         write_trials_csv(store, sweep)
         line = summary_line(cell, record)
         log.info(line)
@@ -156,7 +179,8 @@ def write_trials_csv(store: Store, sweep: SweepConfig) -> Path:
             error = STALE_ERROR
         rows.append({"trial_id": trial.number, "variant": attrs[trial_attrs.VARIANT], "seed": attrs[trial_attrs.SEED],
                      "state": trial.state.name, **attrs.get(trial_attrs.METRICS, {}),
-                     **{c: attrs.get(c) for c in COST_COLUMNS}, "error": error})
+                     **{c: attrs.get(c) for c in COST_COLUMNS},
+                     RESUMED_COLUMN: attrs.get(trial_attrs.RESUMED_FROM_STEP), "error": error})
     path = sweep.results / TRIALS_FILE
     try:
         return write_trials(path, rows)
@@ -211,10 +235,15 @@ def in_worker(config_path: str, overrides: List[str], storage: Optional[str], th
 
 def worker_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str,
                    devices: List[Optional[str]], worker: int, threads: int) -> None:
-    """Entry point of one spawned cell worker, pinned to ``devices[worker]`` (None: the config's)."""
+    """Entry point of one spawned cell worker, pinned to ``devices[worker]`` (None: the config's).
+
+    A stop request ends it without an error: its cell is handed back (see :func:`work`)."""
     with in_worker(config_path, overrides, storage, threads) as sweep:
         pin_device(sweep, devices[worker])
-        work(sweep, run_id, say=lambda line: print(line, flush=True), worker=worker)
+        try:
+            work(sweep, run_id, say=lambda line: print(line, flush=True), worker=worker)
+        except StopRequested:
+            return
 
 
 def assign_devices(workers: Optional[int], devices: Optional[Sequence[str]], per_device: int = 1,
@@ -285,6 +314,10 @@ def run_processes(target: Callable[..., None], args: tuple, workers: int, progre
             wait([p.sentinel for p in running], timeout=1.0)
             running = [p for p in running if p.is_alive()]
             progress()
+    except KeyboardInterrupt:  # the workers had the Ctrl-C too: each hands its cell back at its next step
+        print("Ctrl-C: each worker writes its cell's resume point after its current training step and hands the cell "
+              "back (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        raise
     finally:
         for process in started:
             process.join()
