@@ -90,12 +90,6 @@ class _Stop:
     """The pending stop request of this process (one training loop runs at a time)."""
 
     requested = False
-    since = 0.0
-
-
-# torchrun passes a terminal's Ctrl-C on to its processes, which had it from the terminal already:
-# a second signal this soon after the first is that echo, not a second Ctrl-C.
-TORCHRUN_ECHO_S = 1.0
 
 
 def request_stop() -> None:
@@ -108,7 +102,7 @@ def request_stop() -> None:
     """
     if _Stop.requested:
         raise KeyboardInterrupt("stop requested twice: stopping at once, without a resume point")
-    _Stop.requested, _Stop.since = True, time.monotonic()
+    _Stop.requested = True
 
 
 def stop_requested() -> bool:
@@ -122,17 +116,19 @@ def clear_stop() -> None:
 
 
 @contextlib.contextmanager
-def stop_on_interrupt(world: World):
+def stop_on_interrupt():
     """While the block runs, Ctrl-C (SIGINT) is :func:`request_stop`: the first stops the loop at the
     next step with a resume point, a second stops at once. Only in the main thread, where Python
-    delivers signals; elsewhere the block runs with the handlers as they are."""
+    delivers signals; elsewhere the block runs with the handlers as they are.
+
+    Under torchrun each process runs in a session of its own: a terminal's Ctrl-C reaches torchrun
+    alone, which passes one SIGINT on to each process.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupted(signum: int, frame: object) -> None:
-        if _Stop.requested and world.size > 1 and time.monotonic() - _Stop.since < TORCHRUN_ECHO_S:
-            return
         if not _Stop.requested:
             log.warning("Ctrl-C: stopping after this step with a resume point (Ctrl-C again to stop at once)")
         request_stop()
@@ -598,7 +594,7 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
 
     loader, shuffle = setup.loader, setup.loader.generator
     try:
-        with stop_on_interrupt(setup.world):
+        with stop_on_interrupt():
             if stop_requested():  # asked before the loop began: stop before its first step
                 at_step_boundary()
             for epoch in range(state.epoch, setup.epochs):

@@ -1,10 +1,13 @@
 """One run on two CPU processes (torchrun, gloo) trains as one process with the same global batch."""
+import contextlib
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from fusionlab.cli import main
 from fusionlab.config import RunConfig, from_dict
 from fusionlab.distributed import RankBatches, World
 from fusionlab.evaluate import evaluate
@@ -83,6 +87,68 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, cache, 
         expected[["image_id", "ann_id", "prompt"]].values.tolist()
     assert np.allclose(instances["iou"], expected["iou"], atol=1e-3)
     assert json.loads((two / "metrics.json").read_text())["n_images"] == 2
+
+
+def descendants(pid: int) -> list:
+    """The processes started, directly or not, by process ``pid`` (torchrun's run in sessions of their own)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def test_a_run_on_two_processes_killed_after_a_point_continues_bit_for_bit_and_not_on_one(tmp_path, cache, capsys,
+                                                                                           monkeypatch):
+    # interactive rounds: each process draws its own clicks, so each one's generator must come back
+    run = {**RUN, "train": {**RUN["train"], "steps": 5, "interactive_rounds": 1, "resume_every": 1e-6}}
+    reference, config = tmp_path / "ref.yaml", tmp_path / "run.yaml"
+    reference.write_text(yaml.safe_dump({**run, "train": {**run["train"], "resume_every": 0}}))
+    config.write_text(yaml.safe_dump(run))
+    assert torchrun(reference, tmp_path / "uninterrupted", cache).returncode == 0
+    env = {**os.environ, "FUSIONLAB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(free_port()), "-m", "fusionlab", "--threads", "1", "train", str(config),
+               "--out", str(tmp_path / "run")]
+    killed = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    point = tmp_path / "run" / "resume" / "step-00000002.json"
+    try:
+        deadline = time.time() + 240
+        while not point.exists():
+            assert killed.poll() is None and time.time() < deadline, "no resume point of step 2"
+            time.sleep(0.01)
+    finally:
+        for pid in [killed.pid, *descendants(killed.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed.wait()
+    written = json.loads(point.read_text())
+    assert written["world_size"] == 2 and len(written["random"]["ranks"]) == 2  # rank 0 wrote both ranks' draws
+
+    monkeypatch.setenv("FUSIONLAB_CACHE", str(cache))
+    before = sorted(p.name for p in (tmp_path / "run" / "resume").iterdir())
+    assert main(["--threads", "1", "train", str(config), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "resume point written by 2 process(es); this run has 1" in error
+    assert "torchrun --nproc_per_node 2" in error
+    assert sorted(p.name for p in (tmp_path / "run" / "resume").iterdir()) == before
+
+    resumed = torchrun(config, tmp_path / "run", cache)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "train_done.json").read_text())["resumed_from_step"] >= 2
+    ours = read_state_dict(tmp_path / "run" / "checkpoint.safetensors")
+    theirs = read_state_dict(tmp_path / "uninterrupted" / "checkpoint.safetensors")
+    assert ours.keys() == theirs.keys() and all(ours[k].equal(theirs[k]) for k in ours)
+    assert (tmp_path / "run" / "metrics.json").read_text() == (tmp_path / "uninterrupted" / "metrics.json").read_text()
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_a_one_line_error(tmp_path, cache):

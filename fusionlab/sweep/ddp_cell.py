@@ -15,7 +15,6 @@ kills them at once.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
@@ -30,7 +29,6 @@ import torch
 import yaml
 
 from fusionlab.config import RunConfig, load_run_config, resolve_device
-from fusionlab.distributed import SINGLE
 from fusionlab.errors import FusionlabError
 from fusionlab.resume import newest_point, step_of
 from fusionlab.train import StopRequested, clear_stop, stop_on_interrupt, stop_requested
@@ -92,7 +90,7 @@ def run_torchrun(command: List[str], env: dict, log_path: Path) -> Tuple[int, bo
     with open(log_path, "w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            with stop_on_interrupt(SINGLE):
+            with stop_on_interrupt():
                 code: Optional[int] = None
                 while code is None:
                     try:
@@ -102,8 +100,8 @@ def run_torchrun(command: List[str], env: dict, log_path: Path) -> Tuple[int, bo
                             process.send_signal(signal.SIGINT)
                             stopped = True
         except BaseException:  # a second request (KeyboardInterrupt), or anything else: none of them may outlive it
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            # torchrun answers SIGTERM by terminating its processes (each in a session of its own) and exiting
+            process.terminate()
             process.wait()
             raise
     if stopped:
