@@ -328,7 +328,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _dry_run(sweep)
     from fusionlab.sweep import run_sweep
 
-    from fusionlab.train import StopRequested
+    from fusionlab.train import StopRequested, clear_stop, stop_requested
 
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     try:
@@ -336,6 +336,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except StopRequested as stop:
         print(f"fusionlab sweep: stopped; the cell in training was handed back at step {stop.step} with its resume "
               f"point; run the same command to continue", file=sys.stderr)
+        return 130
+    if stop_requested():  # asked outside training: the cell in hand was finished, no other claimed
+        clear_stop()
+        print("fusionlab sweep: stopped; run the same command to continue", file=sys.stderr)
         return 130
     if outcome.incomplete:
         print(f"{len(outcome.incomplete)} of {outcome.total} cells did not complete; their errors are in "

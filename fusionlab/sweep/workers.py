@@ -10,8 +10,9 @@ once. Either way a claimed cell continues from the resume points its earlier tri
 (:func:`fusionlab.sweep.cell.take_over_points`).
 
 A worker whose process is asked to stop (:func:`fusionlab.train.request_stop`, Ctrl-C) hands its
-cell back at the next training step and claims no other: :func:`work` raises the
-:class:`~fusionlab.train.StopRequested`, or, asked between two cells, returns.
+cell back at the next training step, or finishes the cell it evaluates, and claims no other:
+:func:`work` raises the :class:`~fusionlab.train.StopRequested`, or, asked outside training,
+returns.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.cell import run_cell
 from fusionlab.sweep.config import Cell, SweepConfig, load_sweep
 from fusionlab.sweep.store import STALE_ERROR, Store, cell_trials, claim, fail_stale
-from fusionlab.train import StopRequested, stop_requested
+from fusionlab.train import StopRequested, stop_on_interrupt, stop_requested
 
 log = logging.getLogger("fusionlab.sweep")
 
@@ -96,7 +97,17 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
     usually are (the RGB-only baseline comes first; an axis's largest values last), so that the
     long cells start early and the workers finish together; when no cell is held yet, its first
     claim is the ``worker``-th cell from the end, so that workers starting together claim different cells.
+
+    While it works, Ctrl-C is a stop request (:func:`~fusionlab.train.stop_on_interrupt`): a cell in
+    training is handed back at its next step (:class:`~fusionlab.train.StopRequested` is raised);
+    one evaluating is finished first; then no other is claimed. A second Ctrl-C stops at once.
     """
+    with stop_on_interrupt():
+        _work(sweep, run_id, say, on_trial, worker)
+
+
+def _work(sweep: SweepConfig, run_id: str, say: Callable[[str], None], on_trial: Optional[OnTrial],
+          worker: Optional[int]) -> None:
     store = Store(sweep.storage, sweep.name)
     first = True
     waited: Optional[frozenset] = None

@@ -1,6 +1,8 @@
-"""A finished sweep reruns nothing; a worker killed with kill -9 leaves a trial that is failed and retried."""
+"""A finished sweep reruns nothing; a worker killed with kill -9 leaves a trial that is failed and retried, and
+continued from its resume point; Ctrl-C hands the cells back, and the next launch continues them."""
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sqlite3
@@ -10,8 +12,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from optuna.trial import TrialState
 
+import fusionlab
+from fusionlab.models.checkpoint import read_state_dict
 from fusionlab.report.loading import load_results
+
+ROOT = Path(fusionlab.__file__).resolve().parents[1]
 
 
 def test_rerun_of_a_complete_sweep_runs_nothing_and_keeps_trials_csv(sweep, make_sweep, workdir):
@@ -85,3 +93,127 @@ def test_trials_have_their_costs_and_the_baseline_s_latency_ratio_is_one_by_defi
     assert trials.loc["rgb_only", "latency_ratio"] == 1.0
     assert trials.loc["add", "latency_ratio"] > 0 and trials.loc["add", "gmacs"] > trials.loc["rgb_only", "gmacs"]
     assert (trials["throughput_ips"] > 0).all() and (trials["throughput_device"] == "cpu").all()
+
+
+# ------------------------------------------------------------------------------ cells continued from a resume point
+def _resumable(tiny_base: dict) -> dict:
+    """Cells of 8 steps with a resume point after every step, weights kept (to compare them)."""
+    tiny_base["train"].update(max_steps=None, steps=8, resume_every=1e-6)
+    return {"base": tiny_base, "seeds": [0], "keep_checkpoints": True}
+
+
+@pytest.fixture
+def uninterrupted(sweep, make_sweep, tiny_base, workdir, monkeypatch) -> Path:
+    """The results folder of the same two cells, run without a stop."""
+    monkeypatch.setenv("FUSIONLAB_THREADS", "1")
+    assert sweep(make_sweep("reference.yaml", results_dir="reference", **_resumable(copy.deepcopy(tiny_base)))) == 0
+    return workdir / "reference" / "tiny"
+
+
+def _environment() -> dict:
+    """A worker process of this checkout's fusionlab with one thread, as the uninterrupted sweep had."""
+    return {**os.environ, "FUSIONLAB_THREADS": "1", "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def _wait_for_points(trials: Path, step: int, count: int, launch: subprocess.Popen) -> None:
+    """Until ``count`` trial folders hold a resume point of ``step``."""
+    deadline = time.time() + 180
+    while len(list(trials.glob(f"*/resume/step-{step:08d}.json"))) < count:
+        assert launch.poll() is None, "the sweep ended before it could be stopped"
+        assert time.time() < deadline, f"no {count} trial(s) with a resume point of step {step}"
+        time.sleep(0.02)
+
+
+def _assert_same_cells(results: Path, reference: Path) -> pd.DataFrame:
+    """Each cell COMPLETE once, with the weights (bit for bit) and metrics of the uninterrupted sweep's."""
+    trials = pd.read_csv(results / "trials.csv")
+    complete = trials[trials["state"] == "COMPLETE"].set_index(["variant", "seed"])
+    theirs = pd.read_csv(reference / "trials.csv").set_index(["variant", "seed"])
+    assert sorted(complete.index) == sorted(theirs.index)
+    for cell, row in complete.iterrows():
+        ours_dir, their_dir = (folder / "trials" / str(frame.loc[cell, "trial_id"])
+                               for folder, frame in ((results, complete), (reference, theirs)))
+        ours, their = read_state_dict(ours_dir / "checkpoint.safetensors"), \
+            read_state_dict(their_dir / "checkpoint.safetensors")
+        assert all(ours[k].equal(their[k]) for k in their), cell
+        assert (ours_dir / "metrics.json").read_text() == (their_dir / "metrics.json").read_text(), cell
+        assert not (ours_dir / "resume").exists()  # a COMPLETE trial keeps no points
+    return trials
+
+
+def test_a_cell_whose_worker_was_killed_continues_from_its_resume_point_bit_for_bit(sweep, make_sweep, tiny_base,
+                                                                                   workdir, uninterrupted):
+    config = make_sweep(**_resumable(tiny_base))
+    launch = subprocess.Popen([sys.executable, "-m", "fusionlab", "sweep", str(config)], env=_environment(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for_points(workdir / "results" / "tiny" / "trials", 3, 1, launch)
+    finally:
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.wait()
+    killed = next(int(p.parts[-3]) for p in (workdir / "results" / "tiny" / "trials").glob("*/resume/step-*.json"))
+
+    assert sweep(config) == 0  # once the killed trial's heartbeat is older than the grace
+
+    trials = _assert_same_cells(workdir / "results" / "tiny", uninterrupted).set_index("trial_id")
+    assert trials.loc[killed, "state"] == "FAIL" and "heartbeat" in trials.loc[killed, "error"]
+    continued = trials[(trials["state"] == "COMPLETE") & (trials["variant"] == trials.loc[killed, "variant"])]
+    assert continued["resumed_from_step"].iloc[0] >= 3
+    assert f"trial {continued.index[0]} continues trial {killed} (stale)" in \
+        (workdir / "results" / "tiny" / "sweep.log").read_text()
+
+
+def test_ctrl_c_hands_the_cells_back_at_once_and_the_next_launch_continues_them(sweep, make_sweep, tiny_base, workdir,
+                                                                                uninterrupted, capsys):
+    config = make_sweep(**_resumable(tiny_base))
+    launch = subprocess.Popen([sys.executable, "-m", "fusionlab", "sweep", str(config), "--workers", "2"],
+                              env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        _wait_for_points(workdir / "results" / "tiny" / "trials", 2, 1, launch)
+        os.killpg(launch.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: every process of the group gets it
+        output, _ = launch.communicate(timeout=180)
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
+    assert launch.returncode == 130, output
+    assert "hands the cell back (Ctrl-C again to stop at once)" in output and "Traceback" not in output
+    trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv").set_index("trial_id")
+    # a cell in training is handed back; one evaluating when the Ctrl-C came is finished first
+    handed_back = trials[trials["error"].fillna("").str.startswith("interrupted at step")]
+    assert len(handed_back) >= 1 and (handed_back["state"] == "FAIL").all()
+    assert (trials["state"] != "RUNNING").all()
+    capsys.readouterr()
+
+    assert sweep(config) == 0
+
+    # handed back, not stale: claimed at once, without waiting for a heartbeat grace
+    assert "waiting for" not in capsys.readouterr().out
+    trials = _assert_same_cells(workdir / "results" / "tiny", uninterrupted)
+    # each continues from the step it was handed back at (0: stopped while it set up, before its first step)
+    stopped_at = handed_back.set_index("variant")["error"].str.extract(r"at step (\d+)")[0].astype(int)
+    continued = trials[trials["state"] == "COMPLETE"].set_index("variant")["resumed_from_step"]
+    assert continued[stopped_at.index].tolist() == stopped_at.tolist() and stopped_at.max() >= 2
+    assert len(load_results(workdir / "results" / "tiny").complete()) == 2  # the report reads the new column
+
+
+def test_a_cell_handed_back_is_claimed_again_in_the_same_launch_and_a_failed_one_is_not(make_sweep, workdir):
+    from fusionlab.sweep import trial_attrs
+    from fusionlab.sweep.config import load_sweep
+    from fusionlab.sweep.store import Store, claim
+    from fusionlab.sweep.workers import plan
+
+    sweep_config = load_sweep(make_sweep(seeds=[0]))
+    store = Store(sweep_config.storage, sweep_config.name)
+    handed, failed = sweep_config.cells()
+    for cell, attrs in ((handed, {trial_attrs.INTERRUPTED: True, trial_attrs.ERROR: "interrupted at step 3"}),
+                        (failed, {trial_attrs.ERROR: "TrainingDiverged: training diverged at step 3"})):
+        trial = claim(store, cell.key, {trial_attrs.RUN_ID: "launch", trial_attrs.VARIANT: cell.variant.name,
+                                        trial_attrs.SEED: cell.seed})
+        store.set_attrs(trial.number, attrs)
+        store.finish(trial.number, None, TrialState.FAIL)
+
+    todo, held = plan(store, sweep_config, "launch")
+
+    assert [c.key for c in todo] == [handed.key] and not held
