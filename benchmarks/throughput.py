@@ -271,10 +271,12 @@ def precompute_row(args: argparse.Namespace, device: torch.device, forward_image
 
 
 class TimedBatches:
-    """A loader that records, for each batch, when the loop asked for it and when it came."""
+    """A loader that records, for each batch, when the loop asked for it and when it came; its order
+    (``generator``, ``batch_sampler``) is the loader's, which the loop sets at each epoch."""
 
     def __init__(self, loader: torch.utils.data.DataLoader, device: torch.device):
         self.loader, self.device = loader, device
+        self.generator, self.batch_sampler = loader.generator, loader.batch_sampler
         self.asked: List[float] = []
         self.got: List[float] = []
 

@@ -1,7 +1,9 @@
-"""``benchmarks/throughput.py --tiny`` (cut down further) prints its four tables with their columns."""
+"""``benchmarks/throughput.py --tiny`` (cut down further) prints its four tables with their columns;
+``benchmarks/resume_cost.py`` its table."""
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 THROUGHPUT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
@@ -26,3 +28,25 @@ def test_tiny_throughput_prints_the_training_depth_precompute_and_data_tables(tm
         assert cells[header + 2 + rows:header + 3 + rows] in ([], [None])  # and the table ends there
     precompute = cells[cells.index(list(throughput.PRECOMPUTE_COLUMNS)) + 2]
     assert precompute[1] == "2" and float(precompute[-1]) > 0  # two maps computed, at some share of the forward
+
+
+RESUME_COST = Path(__file__).resolve().parents[1] / "benchmarks" / "resume_cost.py"
+
+
+def test_resume_cost_prints_the_demo_s_write_against_its_training_between_two_points(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FUSIONLAB_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("resume_cost", RESUME_COST)
+    resume_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(resume_cost)
+
+    resume_cost.main(["--steps", "2", "--writes", "1", "--presets", "--every", "0.5", "--folder", str(tmp_path)])
+
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("|")]
+    assert rows[0][:4] == ["model", "params (M)", "point (MB)", "write (s)"] and len(rows) == 3
+    demo = dict(zip(rows[0], rows[2]))
+    assert demo["model"].startswith("demo") and float(demo["point (MB)"]) > 1
+    # the cost is the write over half a minute of training
+    assert float(demo["cost"].rstrip(" %")) == pytest.approx(100 * float(demo["write (s)"]) / 30, rel=0.02, abs=2e-3)
+    assert demo["training between points"].startswith("0.5 min (") and "steps)" in demo["training between points"]
+    assert list(tmp_path.iterdir()) == [tmp_path / "cache"]  # its points are written in a folder it removes
