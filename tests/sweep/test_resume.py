@@ -217,3 +217,31 @@ def test_a_cell_handed_back_is_claimed_again_in_the_same_launch_and_a_failed_one
     todo, held = plan(store, sweep_config, "launch")
 
     assert [c.key for c in todo] == [handed.key] and not held
+
+
+def test_ctrl_c_reaches_a_cell_on_two_processes_through_its_worker_and_the_cell_continues(sweep, make_sweep,
+                                                                                         tiny_base, workdir):
+    tiny_base["train"].update(max_steps=None, steps=8, resume_every=1e-6, devices_per_cell=2)
+    config = make_sweep(base=tiny_base, seeds=[0])
+    launch = subprocess.Popen([sys.executable, "-m", "fusionlab", "sweep", str(config)], env=_environment(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_for_points(workdir / "results" / "tiny" / "trials", 2, 1, launch)
+        os.killpg(launch.pid, signal.SIGINT)  # the worker's group: torchrun runs in a session of its own
+        output, _ = launch.communicate(timeout=180)
+    finally:
+        if launch.poll() is None:
+            os.killpg(launch.pid, signal.SIGKILL)
+    assert launch.returncode == 130, output
+    trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv")
+    assert trials["state"].tolist() == ["FAIL"] and trials["error"][0].startswith("interrupted at step")
+    step, variant = int(trials["error"][0].split()[3].rstrip(":")), trials["variant"][0]
+    folder = workdir / "results" / "tiny" / "trials" / str(trials["trial_id"][0])
+    assert step >= 2 and (folder / "resume" / f"step-{step:08d}.json").is_file()
+    assert "stopped on request at step" in (folder / "torchrun.log").read_text()
+
+    assert sweep(config) == 0
+
+    trials = pd.read_csv(workdir / "results" / "tiny" / "trials.csv")
+    complete = trials[trials["state"] == "COMPLETE"].set_index("variant")
+    assert len(complete) == 2 and complete.loc[variant, "resumed_from_step"] == step
