@@ -373,7 +373,14 @@ def _search(sweep, args: argparse.Namespace) -> int:
         print(f"search {sweep.name}-search: {sweep.search.n_trials} TPE trials of variant {variant.name} over "
               f"{', '.join(sweep.search.params)}; storage {redact(sweep.storage)}")
         return 0
-    outcome = run_search(sweep, workers=args.workers or 1)
+    from fusionlab.train import StopRequested
+
+    try:
+        outcome = run_search(sweep, workers=args.workers or 1)
+    except StopRequested:
+        print("fusionlab sweep: search stopped on request; run the same command to run the remaining trials",
+              file=sys.stderr)
+        return 130
     if outcome.best_trial is None:
         print(f"no search trial completed; see {outcome.csv}", file=sys.stderr)
         return EXIT_SOME_FAILED

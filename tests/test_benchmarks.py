@@ -6,14 +6,20 @@ from pathlib import Path
 import pytest
 import torch
 
-THROUGHPUT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_tiny_throughput_prints_the_training_depth_precompute_and_data_tables(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FUSIONLAB_CACHE", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location("throughput", THROUGHPUT)
-    throughput = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(throughput)
+    throughput = load_benchmark("throughput")
 
     throughput.main(["--tiny", "--device", "cpu", "--threads", str(torch.get_num_threads()), "--variants", "rgb",
                      "--steps", "1", "--da-size", "28", "--da-images", "2", "--data-steps", "3"])
@@ -30,14 +36,9 @@ def test_tiny_throughput_prints_the_training_depth_precompute_and_data_tables(tm
     assert precompute[1] == "2" and float(precompute[-1]) > 0  # two maps computed, at some share of the forward
 
 
-RESUME_COST = Path(__file__).resolve().parents[1] / "benchmarks" / "resume_cost.py"
-
-
 def test_resume_cost_prints_the_demo_s_write_against_its_training_between_two_points(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FUSIONLAB_CACHE", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location("resume_cost", RESUME_COST)
-    resume_cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(resume_cost)
+    resume_cost = load_benchmark("resume_cost")
 
     resume_cost.main(["--steps", "2", "--writes", "1", "--presets", "--every", "0.5", "--folder", str(tmp_path)])
 

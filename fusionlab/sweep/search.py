@@ -33,6 +33,7 @@ from tqdm import tqdm
 from fusionlab.atomic import atomic_write_text
 from fusionlab.config import RunConfig, from_dict
 from fusionlab.errors import FusionlabError
+from fusionlab.resume import remove_points
 from fusionlab.results import numeric_metrics, write_evaluation
 from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.cell import trial_log
@@ -106,8 +107,13 @@ class ValSet:
 
 
 def run_search_trial(store: Store, sweep: SweepConfig, run_id: str, val: ValSet) -> Dict[str, Any]:
-    """Ask, train with per-epoch pruning checks, evaluate, tell; returns the recorded attributes."""
-    from fusionlab.train import train
+    """Ask, train with per-epoch pruning checks, evaluate, tell; returns the recorded attributes.
+
+    A search trial is never continued: its resume points are removed when it ends, and a stop
+    request (Ctrl-C) records it as FAIL and stops the search (:class:`~fusionlab.train.StopRequested`
+    is raised on).
+    """
+    from fusionlab.train import StopRequested, train
 
     trial = store.study.ask()
     trial.set_user_attr(trial_attrs.HEARTBEAT, time.time())
@@ -116,6 +122,7 @@ def run_search_trial(store: Store, sweep: SweepConfig, run_id: str, val: ValSet)
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     record: Dict[str, Any] = {}
+    stopped: Optional[StopRequested] = None
     with trial_log(folder / "log.txt"), heartbeat(store, trial.number, sweep.heartbeat.interval):
         try:
             config = trial_config(sweep, trial)
@@ -133,17 +140,23 @@ def run_search_trial(store: Store, sweep: SweepConfig, run_id: str, val: ValSet)
             state = TrialState.COMPLETE
         except optuna.TrialPruned as exc:
             record[trial_attrs.ERROR], state = f"pruned: {exc}", TrialState.PRUNED
+        except StopRequested as exc:
+            stopped, state = exc, TrialState.FAIL
+            record[trial_attrs.ERROR] = f"interrupted at step {exc.step}: the search stopped on request"
         except Exception as exc:  # one bad sample must not stop the search
             record[trial_attrs.ERROR], state = f"{type(exc).__name__}: {exc}".splitlines()[0], TrialState.FAIL
             log.error("search trial %d failed: %s\n%s", trial.number, record[trial_attrs.ERROR], traceback.format_exc())
         record[trial_attrs.WALL_S] = round(time.perf_counter() - start, 2)
+    remove_points(folder)
     try:
         store.set_attrs(trial.number, record)
     except optuna.exceptions.UpdateFinishedTrialError:
         log.warning("search trial %d was declared dead by another worker; its result is discarded", trial.number)
-        return record
-    store.finish(trial.number, record.get(trial_attrs.METRICS, {}).get("box_miou"), state)
-    log.info("search trial %d %s: %s", trial.number, state.name, trial.params)
+    else:
+        store.finish(trial.number, record.get(trial_attrs.METRICS, {}).get("box_miou"), state)
+        log.info("search trial %d %s: %s", trial.number, state.name, trial.params)
+    if stopped is not None:
+        raise stopped
     return record
 
 
@@ -168,17 +181,24 @@ def search_work(sweep: SweepConfig, run_id: str, worker: int = 0, bar: Optional[
         fail_stale(store, sweep.heartbeat.grace)
         if _counted(store) >= sweep.search.n_trials:
             return
-        run_search_trial(store, sweep, run_id, val)
-        write_search_csv(store, sweep)
+        try:
+            run_search_trial(store, sweep, run_id, val)
+        finally:  # a trial stopped on request is recorded too
+            write_search_csv(store, sweep)
         if bar is not None:
             bar.update(1)
 
 
 def search_process(config_path: str, overrides: List[str], storage: Optional[str], run_id: str, worker: int,
                    threads: int) -> None:
-    """Entry point of one spawned search worker."""
+    """Entry point of one spawned search worker; a stop request ends it without an error."""
+    from fusionlab.train import StopRequested
+
     with in_worker(config_path, overrides, storage, threads) as sweep:
-        search_work(sweep, run_id, worker=worker)
+        try:
+            search_work(sweep, run_id, worker=worker)
+        except StopRequested:
+            return
 
 
 def run_search(sweep: SweepConfig, workers: int = 1, progress: bool = True) -> SearchOutcome:

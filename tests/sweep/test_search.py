@@ -40,6 +40,24 @@ def test_a_trial_behind_the_median_is_pruned(sweep, make_sweep, tiny_base, workd
     assert not (workdir / "results" / "tiny" / "search" / "1" / "metrics.json").exists()
 
 
+def test_a_stop_request_fails_its_trial_stops_the_search_and_leaves_no_resume_point(sweep, make_sweep, tiny_base,
+                                                                                     workdir, capsys):
+    from fusionlab.train import request_stop, stop_requested
+
+    tiny_base["train"].update(epochs=2, max_steps=None, resume_every=1e-6)
+    config = make_sweep(base=tiny_base, seeds=[0], search={"n_trials": 2, "eval_images": 1, "params": LR})
+    request_stop()  # as a Ctrl-C before the first step: search trials are never continued, so the search stops
+
+    assert sweep(config) == 130
+
+    assert "search stopped on request" in capsys.readouterr().err and not stop_requested()
+    trials = pd.read_csv(workdir / "results" / "tiny" / "search.csv")
+    assert trials["state"].tolist() == ["FAIL"] and trials["error"][0].startswith("interrupted at step 0")
+    assert not (workdir / "results" / "tiny" / "search" / "0" / "resume").exists()
+    assert sweep(config) == 0  # the next launch runs the n_trials: a failed trial does not count
+    assert (pd.read_csv(workdir / "results" / "tiny" / "search.csv")["state"] == "COMPLETE").sum() == 2
+
+
 def test_quick_scores_and_the_final_evaluation_prepare_the_val_depth_once(sweep, make_sweep, tiny_base, workdir,
                                                                         monkeypatch):
     prepared = []
