@@ -497,7 +497,8 @@ def open_run_folder(run_dir: Path, config: RunConfig) -> None:
 def train(config: RunConfig, run_dir: Path, progress: bool = True,
           on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]] = None,
           keep_resume_points: bool = False) -> TrainResult:
-    """Train the model of ``config`` and write the run folder ``run_dir``; continue the run a resume point there holds.
+    """Train the model of ``config`` and write the run folder ``run_dir``, continuing the run a resume point
+    there holds.
 
     Args:
         config: the run (its ``train`` section holds the recipe's options).
@@ -595,8 +596,7 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
     loader, shuffle = setup.loader, setup.loader.generator
     try:
         with stop_on_interrupt():
-            if stop_requested():  # asked before the loop began: stop before its first step
-                at_step_boundary()
+            at_step_boundary()  # a stop asked before the loop began (in any process) stops it before its first step
             for epoch in range(state.epoch, setup.epochs):
                 if state.order is not None and epoch == state.epoch:
                     shuffle.set_state(state.order)  # the resumed epoch: its order again, from its next batch on
