@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from fusionlab.cli import build_parser, main
+from fusionlab.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *(f"docs/{page.name}" for page in sorted((REPO / "docs").glob("*.md"))), "CONTRIBUTING.md"]
@@ -175,6 +175,10 @@ def _reader_folder(folder: Path) -> None:
     (folder / "data" / "weights").mkdir(parents=True)
     for checkpoint in ("efficientvit_sam_l2.pt", "sam_vit_h_4b8939.pth"):  # a sweep's dry run only hashes them
         (folder / "data" / "weights" / checkpoint).write_bytes(b"")
+    for data_folder in ("sa1b", "coco/val2017", "coco/annotations"):  # the paper's data: checked to exist, not read
+        (folder / "data" / data_folder).mkdir(parents=True)
+    for data_file in ("sa1b/train_11k.txt", "coco/annotations/instances_val2017.json"):
+        (folder / "data" / data_file).write_text("")
 
 
 def _fake_results(folder: Path) -> None:
