@@ -57,16 +57,16 @@ def check_writable_path(path: Path, flag: str) -> None:
         raise FusionlabError(f"{flag} {path}: {above} is a file, not a folder; expected a path inside a folder")
 
 
-def _image_out(out: Path, path: Path, example: str) -> str:
-    """Check, before any work, that ``path`` (written for ``--out out``) can be an image file; its PIL format."""
+def _image_out(out: Path, path: Path, example: str, flag: str = "--out") -> str:
+    """Check, before any work, that ``path`` (written for ``flag out``) can be an image file; its PIL format."""
     from PIL import Image
 
     if path.is_dir():
-        raise FusionlabError(f"--out {out}: {path} is a folder; expected an image file name such as {path / example}")
+        raise FusionlabError(f"{flag} {out}: {path} is a folder; expected an image file name such as {path / example}")
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None:
-        raise FusionlabError(f"--out {out}: unknown image extension {path.suffix!r}; expected e.g. {example}")
-    check_writable_path(path, "--out")
+        raise FusionlabError(f"{flag} {out}: unknown image extension {path.suffix!r}; expected e.g. {example}")
+    check_writable_path(path, flag)
     return image_format
 
 
@@ -120,6 +120,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from fusionlab.data.io import read_depth, read_image
     from fusionlab.models import Predictor, build_model, load_checkpoint, read_config
     from fusionlab.models.checkpoint import read_depth_preprocessing
+    from fusionlab.models.overlay import draw_overlay
     from fusionlab.registry import import_plugins
 
     import_plugins(args.plugin, "--plugin")
@@ -127,6 +128,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise FusionlabError("predict needs a prompt: --box x0,y0,x1,y1 or one or more --point x,y[,label]")
     out = Path(args.out)
     image_format = _image_out(out, out, "mask.png")
+    overlay = Path(args.overlay) if args.overlay else None
+    if overlay is not None:
+        overlay_format = _image_out(overlay, overlay, "overlay.png", "--overlay")
+        if overlay.resolve() == out.resolve():
+            raise FusionlabError(f"--overlay {overlay}: the same file as --out; give the overlay its own name, "
+                                 f"e.g. {out.with_name(out.stem + '_overlay.png')}")
     config = read_config(args.checkpoint) if args.checkpoint else None
     if config is not None and args.model is None:
         model = build_model(config)
@@ -161,6 +168,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     atomic_write(out, lambda tmp: picture.save(tmp, format=image_format))
     print(f"wrote {out}: {masks[best].shape[1]}x{masks[best].shape[0]} mask, {int(masks[best].sum())} pixels, "
           f"predicted IoU {float(iou[best]):.3f}")
+    if overlay is not None:
+        drawn = draw_overlay(image, masks[best], box, coords, labels)
+        atomic_write(overlay, lambda tmp: drawn.save(tmp, format=overlay_format))
+        print(f"wrote {overlay}: the image with the mask and the prompts drawn on it")
     return 0
 
 
@@ -424,6 +435,9 @@ def _add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--point", action="append", metavar="X,Y[,LABEL]",
                    help="point prompt in pixels, label 1 foreground (default) or 0 background; repeatable")
     p.add_argument("--out", required=True, help="output mask PNG (0/255)")
+    p.add_argument("--overlay", metavar="FILE",
+                   help="also write the image with the mask tinted and the prompts drawn (box in cyan; points: "
+                        "green discs positive, red squares negative), e.g. overlay.png")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="module registering blocks")
     p.set_defaults(func=cmd_predict)
 

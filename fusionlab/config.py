@@ -614,17 +614,27 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 reads 3e-4 (no dot) as a string; a learning rate written so is a number to anyone who writes it.
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """The value of a YAML text, read as every config is (:class:`_StrictLoader`: safe, no key twice, 3e-4 a number)."""
+    loader = _StrictLoader(text)  # a SafeLoader: it builds no arbitrary objects
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     """A YAML file's top-level mapping; a missing or malformed file, or a key given twice, is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise FusionlabError(f"config file {path} does not exist")
     try:
-        loader = _StrictLoader(path.read_text())  # a SafeLoader: it builds no arbitrary objects
-        try:
-            data = loader.get_single_data()
-        finally:
-            loader.dispose()
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -670,7 +680,7 @@ def apply_override(data: Dict[str, Any], item: str) -> None:
         raise FusionlabError(f"override {item!r}: expected section.key=value")
     dotted, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
     except yaml.YAMLError as exc:
         raise FusionlabError(f"override {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
     set_dotted(data, dotted, value, f"override {item!r}")

@@ -140,8 +140,10 @@ def check_run_config(data: Dict[str, Any], folder: Path, where: str) -> None:
 
 
 def check_sweep_file(data: Dict[str, Any], folder: Path, name: str) -> None:
-    """``load_sweep`` of a sweep file (a fragment gets a base and a variant), with the files it names made first."""
-    data = {"base": {}, "variants": [{"name": "add", "model": {"fusion": "add"}}], **data}
+    """``load_sweep`` of a sweep file (a fragment gets a base, with a checkpoint as a released model's variants
+    need, and a variant), with the files it names made first."""
+    data = {"base": {"model": {"checkpoint": "weights/base.safetensors"}},
+            "variants": [{"name": "add", "model": {"fusion": "add"}}], **data}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     for section in [data["base"]] + [v for v in data.get("variants", []) if isinstance(v, dict)]:
@@ -308,3 +310,11 @@ def test_the_search_knobs_ends_are_checked_as_a_cell_would_check_them(tmp_path, 
 def test_a_sweep_file_is_told_from_a_run_config_by_the_sweeps_own_keys():
     assert is_sweep_file({"name": "x", "base": {}}) and is_sweep_file({"results_dir": "r"})
     assert not is_sweep_file({"model": {}, "train": {}, "plugins": []})
+
+
+def test_a_number_written_3e_4_is_a_number_in_a_file_and_in_set(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train: {lr: 3e-4, weight_decay: 1E-2}\n")
+    config = load_run_config(path, ["train.grad_clip=5e0"])
+    assert (config.train.lr, config.train.weight_decay, config.train.grad_clip) == (3e-4, 1e-2, 5.0)
+    assert yaml.safe_load("lr: 3e-4") == {"lr": "3e-4"}  # PyYAML's own loader is left as it is

@@ -19,15 +19,19 @@ def test_the_docs_list_every_dataset_and_depth_option_with_defaults_and_an_examp
                     "### `shuffled`", "### `add`", "### `efficientvit-sam-l2`", "### `train:`", "### `heartbeat:`"):
         assert heading in text
     coco = text[text.index("### `coco`"):text.index("### `sa1b`")]
-    assert "| `annotations` | (required) |" in coco and "| `min_area` | `1.0` |" in coco
+    assert "| `annotations` | a path | (required) |" in coco and "| `min_area` | a number | `1.0` |" in coco
+    assert "| `filter` | one of official, clean | `official` |" in coco
     assert "Example: `data: {dataset: coco, val: {annotations: <annotations>, images: <images>}}`" in coco
-    assert "| `grid` | Optional[int] | the preset's (demo: `16`) |" in text
+    assert "| `grid` | an integer or null | the preset's (demo: `16`) |" in text
+    assert "| `precision` | one of auto, fp32, bf16 | `auto` |" in text
+    assert ("| `freeze` | a list of values, each one of rgb_encoder, depth_encoder, fusion, neck, prompt_encoder, "
+            "decoder | `[]` |") in text
 
 
 def test_list_options_prints_one_entry_and_refuses_an_unknown_kind(capsys):
     assert main(["list", "--options", "depth", "file"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("### `file`") and "| `folder` | (required) |" in out
+    assert out.startswith("### `file`") and "| `folder` | a path | (required) |" in out
     assert main(["list", "--options", "blocks", "add"]) == 2
     assert "--options 'blocks': expected one of models, fusions, depth_encoders, depth, datasets" in capsys.readouterr().err
 
