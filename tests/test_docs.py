@@ -48,6 +48,8 @@ NOT_RUN: Dict[str, str] = {
     "results/runs/pretrain_ddp": "4 GPUs; tests/test_distributed.py runs torchrun on 2 CPU processes",
     "python benchmarks/latency.py --axis encoders --runs 9": "a benchmark (minutes); its numbers are in docs/models.md",
     "python benchmarks/throughput.py --tiny": "tests/test_benchmarks.py runs it, cut down further",
+    "python benchmarks/resume_cost.py --threads 1":
+        "a benchmark (a minute); tests/test_benchmarks.py runs it on the demo; its numbers: docs/resuming.md",
     "python benchmarks/sweep_scaling.py": "a benchmark (9 minutes on 2 CPU cores); its numbers are in docs/benchmarks.md",
     "bash benchmarks/gpu_check.sh": "a GPU machine",
 }
