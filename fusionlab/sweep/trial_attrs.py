@@ -9,7 +9,8 @@ either ``ERROR`` or ``METRICS`` with ``TRAIN_STEPS``, ``FINAL_LOSS``, ``LATENCY_
 under its ``trials.csv`` column's name (:mod:`fusionlab.results`), the headline metrics and costs.
 A claim that lost to another worker's is marked ``SUPERSEDED``; a trial whose worker died,
 ``STALE`` with an ``ERROR``. A search trial (:mod:`fusionlab.sweep.search`) holds ``HEARTBEAT``,
-``RUN_ID``, ``WALL_S`` and ``METRICS`` or ``ERROR``.
+``RUN_ID``, ``WALL_S`` and ``METRICS`` or ``ERROR``. A trial claimed by a SLURM array task
+(:mod:`fusionlab.sweep.slurm`) also holds the task's ``SLURM_JOB`` (``1234_3``).
 """
 
 VARIANT = "variant"
@@ -31,3 +32,4 @@ FINAL_LOSS = "final_loss"
 LATENCY_SETTINGS = "latency_settings"
 SUPERSEDED = "superseded"
 STALE = "stale"
+SLURM_JOB = "slurm_job"
