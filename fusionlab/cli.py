@@ -45,7 +45,14 @@ resuming and dead workers:
   again by any worker, in the same launch. A worker with nothing left to claim says which
   cells it waits for. So a killed worker's cell restarts after about 2-2.5 minutes by default.
 
-exit codes: 0 every cell complete, 2 bad input, 3 some cells did not complete (see trials.csv).
+on a SLURM cluster (see docs/slurm.md):
+  fusionlab sweep X.yaml --slurm --storage postgresql://...   submit one job array of workers and return;
+                                                             it prints the job id and how to watch it
+  Each array task is a worker on the shared storage; a task at its time limit or preempted writes
+  its cell's resume point, hands the cell back and is requeued, and the cell continues where it stopped.
+
+exit codes: 0 every cell complete (--slurm: submitted), 2 bad input, 3 some cells did not complete (see
+trials.csv).
 Watch a running study: optuna-dashboard sqlite:///results/fusion/study.db
 """
 
@@ -332,11 +339,17 @@ def _quiet_hub_bars() -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from fusionlab.sweep import load_sweep
 
+    given = [flag for flag, value in _slurm_flags(args).items() if value not in (None, [])]
+    if given and not args.slurm:
+        raise FusionlabError(f"--{given[0].replace('_', '-')} is a setting of the SLURM job array; add --slurm")
     sweep = load_sweep(args.config, args.set or [], args.storage)
+    if args.slurm:
+        return _slurm(sweep, args)
     if sweep.search is not None:
         return _search(sweep, args)
     if args.dry_run:
-        return _dry_run(sweep)
+        _dry_run(sweep)
+        return 0
     from fusionlab.sweep import run_sweep
 
     from fusionlab.train import StopRequested, clear_stop, stop_requested
@@ -361,7 +374,48 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(sweep) -> int:
+def _slurm_flags(args: argparse.Namespace) -> dict:
+    """The ``slurm:`` keys given on the command line (None: not given); ``--sbatch``/``--setup`` add lines."""
+    keys = ("partition", "account", "qos", "time", "max_running", "gpus_per_task", "cpus_per_task", "mem",
+            "signal_delay", "sbatch", "setup")
+    return {key: getattr(args, key) for key in keys}
+
+
+def _slurm(sweep, args: argparse.Namespace) -> int:
+    """``--slurm``: submit one job array of workers (or, with ``--dry-run``, say what it would submit)."""
+    from fusionlab.sweep.slurm import check_submittable, describe, submit, task_gpus
+    from fusionlab.sweep.store import redact
+
+    if args.devices or args.workers_per_device != 1:
+        raise FusionlabError("--devices and --workers-per-device place local workers; with --slurm each task gets "
+                             "its GPUs from SLURM (slurm.gpus_per_task, --gpus-per-task)")
+    flags = {**_slurm_flags(args), "workers": args.workers}
+    for key in ("sbatch", "setup"):
+        flags[key] = getattr(sweep.slurm, key) + flags[key] if flags[key] else None
+    section = sweep.slurm.with_flags(flags)
+    if args.dry_run:
+        check_submittable(sweep, on_cluster=False)
+        pending = sum(row.state != "COMPLETE" for row in _dry_run(sweep))
+        tasks = section.workers or pending
+        print(f"--slurm would submit one job array: {describe(section, task_gpus(sweep, section), tasks)}")
+        return 0
+    submission = submit(sweep, section)
+    if submission.job_id is None:
+        print(f"all {submission.total} cells of {sweep.name} are complete: nothing to submit; "
+              f"next: fusionlab report {sweep.results}")
+        return 0
+    watch = " ".join(["fusionlab sweep", args.config, *(f"--set {item}" for item in args.set or []), "--dry-run",
+                      "--storage", redact(sweep.storage)])
+    print(f"submitted SLURM job {submission.job_id}: {submission.settings}; sweep workers for {submission.pending} "
+          f"of {submission.total} cells\n"
+          f"  the tasks:     squeue -j {submission.job_id}\n"
+          f"  the cells:     {watch}\n"
+          f"  task logs:     {submission.logs}/{submission.job_id}_*_log.out (the sweep's: {sweep.results}/sweep.log)\n"
+          f"  cancel it:     scancel {submission.job_id}")
+    return 0
+
+
+def _dry_run(sweep) -> list:
     from fusionlab.sweep import describe_cells
     from fusionlab.sweep.store import redact
 
@@ -372,7 +426,7 @@ def _dry_run(sweep) -> int:
         trial = f"trial {row.trial}" if row.trial is not None else ""
         print(f"  {row.variant:<24} {row.group:<9} seed {row.seed:<4} {row.state:<9} {trial}")
     print(f"{sum(r.state == 'COMPLETE' for r in rows)}/{len(rows)} cells complete")
-    return 0
+    return rows
 
 
 def _search(sweep, args: argparse.Namespace) -> int:
@@ -479,7 +533,8 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="sweep YAML, e.g. ablations/fusion.yaml")
     p.add_argument("--workers", type=int, default=None,
                    help="local worker processes on the same study (default: one per visible GPU, else 1); "
-                        "CPU workers split --threads")
+                        "CPU workers split --threads. With --slurm: the job array's tasks, each one worker "
+                        "(default: slurm.workers, else one per cell not complete)")
     p.add_argument("--devices", metavar="LIST",
                    help="devices the workers are pinned to, taken in turn, e.g. cuda:0,cuda:1 (default: every "
                         "visible GPU; on a CPU machine the config's train/eval.device)")
@@ -489,6 +544,30 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
                    help="optuna storage (default: sqlite:///<results>/<name>/study.db); see below")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key, e.g. seeds=[0]")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    p.add_argument("--slurm", action="store_true",
+                   help="submit the sweep to SLURM as one job array of workers (the slurm: section, or the flags "
+                        "below) and return; --workers is then the number of array tasks")
+    group = p.add_argument_group("SLURM (with --slurm; each flag wins over its key in the slurm: section)")
+    group.add_argument("--partition", help="partition to run in (default: the cluster's)")
+    group.add_argument("--account", help="account to charge (default: yours)")
+    group.add_argument("--qos", help="quality of service (default: the cluster's)")
+    group.add_argument("--time", metavar="LIMIT",
+                       help="each task's time limit, e.g. 4:00:00 or 1-12:00:00 (default 4:00:00); a task that "
+                            "reaches it hands its cell back at a resume point and is requeued")
+    group.add_argument("--max-running", type=int, metavar="N", help="array tasks running at once (default: all)")
+    group.add_argument("--gpus-per-task", type=int, metavar="N",
+                       help="GPUs of each task (default: train.devices_per_cell, or 0 when every cell trains on "
+                            "the CPU; 0 runs train.device: auto on the CPU)")
+    group.add_argument("--cpus-per-task", type=int, metavar="N", help="CPU cores of each task (default: the cluster's)")
+    group.add_argument("--mem", help="memory of each task, e.g. 64G (default: the cluster's)")
+    group.add_argument("--signal-delay", type=int, metavar="S",
+                       help="seconds before the time limit at which SLURM asks a task to stop (default 120)")
+    group.add_argument("--sbatch", action="append", metavar="OPTION",
+                       help="another sbatch option, e.g. --sbatch=--constraint=a100 (repeatable; added to "
+                            "slurm.sbatch)")
+    group.add_argument("--setup", action="append", metavar="COMMAND",
+                       help="a shell line run before each task's worker, e.g. --setup 'module load cuda' "
+                            "(repeatable; added to slurm.setup)")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -582,7 +661,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from fusionlab.config import cpu_threads
 
         cpu_threads(args.threads)  # a bad --threads or FUSIONLAB_THREADS is refused by every command
-        if args.command == "sweep" and (args.workers or 1) > 1 and not args.dry_run:
+        if args.command == "sweep" and (args.workers or 1) > 1 and not (args.dry_run or args.slurm):
             from fusionlab import processes
 
             processes.start_early()  # the workers' imports overlap this process's own

@@ -617,10 +617,17 @@ class _StrictLoader(yaml.SafeLoader):
 # YAML 1.1 reads 3e-4 (no dot) as a string; a learning rate written so is a number to anyone who writes it.
 _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
                                     list("-+0123456789"))
+# YAML 1.1 reads 4:00:00 as the base-60 number 14400; a time limit (slurm.time) written so is the string it looks
+# like, as in YAML 1.2: base-60 forms resolve as strings, ahead of the int and float resolvers.
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_StrictLoader.yaml_implicit_resolvers = {
+    first: ([("tag:yaml.org,2002:str", _SEXAGESIMAL)] if first and first in "+-0123456789" else []) + list(found)
+    for first, found in _StrictLoader.yaml_implicit_resolvers.items()}
 
 
 def parse_yaml(text: str) -> Any:
-    """The value of a YAML text, read as every config is (:class:`_StrictLoader`: safe, no key twice, 3e-4 a number)."""
+    """The value of a YAML text, read as every config is (:class:`_StrictLoader`: safe, no key twice, 3e-4 a number,
+    4:00:00 a string)."""
     loader = _StrictLoader(text)  # a SafeLoader: it builds no arbitrary objects
     try:
         return loader.get_single_data()

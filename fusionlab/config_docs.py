@@ -69,7 +69,8 @@ def entry_docs(kind: str, name: str) -> str:
 def configuration_docs() -> str:
     """The whole of ``docs/configuration.md``: run-config sections, sweep keys, then every built-in entry of each registry."""
     from fusionlab.config import DataSection, DepthSection, EvalSection, ModelSection, RunConfig, TrainSection
-    from fusionlab.sweep.config import HeartbeatSection, LatencySection, SearchSection, SweepFile, VariantSpec
+    from fusionlab.sweep.config import (HeartbeatSection, LatencySection, SearchSection, SlurmSection, SweepFile,
+                                        VariantSpec)
 
     parts = ["# Configuration reference", f"Generated from the code by `{REGENERATE}`; do not edit by hand.",
              "A run config (`fusionlab train` / `eval` / `depth`) has the sections below; every key has a "
@@ -95,8 +96,8 @@ def configuration_docs() -> str:
     parts += ["### top level", _fields_table(RunConfig, skip=("model", "data", "depth", "train", "eval"))]
     parts += ["## Sweep file", _doc(SweepFile), _fields_table(SweepFile)]
     for key, cls in (("variants[i]", VariantSpec), ("search", SearchSection), ("latency", LatencySection),
-                     ("heartbeat", HeartbeatSection)):
-        parts += [f"### `{key}:`", _doc(cls), _fields_table(cls)]
+                     ("heartbeat", HeartbeatSection), ("slurm", SlurmSection)):
+        parts += [f"### `{key}:`", _doc(cls), _fields_table(cls, section=key)]
     for kind, title in (("models", "Model presets"), ("fusions", "Fusion blocks"),
                         ("depth_encoders", "Depth encoders"), ("depth", "Depth sources"), ("datasets", "Datasets")):
         parts += [f"## {title} (`{KINDS[kind][1]}`)"]
@@ -174,6 +175,8 @@ ALLOWED: Dict[str, str] = {
     "train.device": "auto, cpu, mps, cuda or cuda:N",
     "eval.device": "auto, cpu, mps, cuda or cuda:N",
     "eval.prompts": "each box or clickN (N >= 1: N clicks), e.g. [box, click1, click3]",
+    "slurm.time": "H:MM:SS, D-HH:MM:SS or minutes, e.g. 4:00:00, 1-12:00:00, 240",
+    "slurm.mem": "a size in K, M, G or T, e.g. 64G",
 }
 
 

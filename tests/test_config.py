@@ -318,3 +318,12 @@ def test_a_number_written_3e_4_is_a_number_in_a_file_and_in_set(tmp_path):
     config = load_run_config(path, ["train.grad_clip=5e0"])
     assert (config.train.lr, config.train.weight_decay, config.train.grad_clip) == (3e-4, 1e-2, 5.0)
     assert yaml.safe_load("lr: 3e-4") == {"lr": "3e-4"}  # PyYAML's own loader is left as it is
+
+
+def test_a_time_written_4_00_00_is_that_string_in_a_file_and_in_set(tmp_path):
+    from fusionlab.config import apply_override, parse_yaml
+
+    data = parse_yaml("slurm: {time: 4:00:00, signal_delay: 90, other: 1:30.5}\n")
+    apply_override(data, "slurm.mem_time=0:30")
+    assert data == {"slurm": {"time": "4:00:00", "signal_delay": 90, "other": "1:30.5", "mem_time": "0:30"}}
+    assert yaml.safe_load("time: 4:00:00") == {"time": 14400}  # YAML 1.1's base 60, in PyYAML's own loader

@@ -52,6 +52,14 @@ NOT_RUN: Dict[str, str] = {
         "a benchmark (a minute); tests/test_benchmarks.py runs it on the demo; its numbers: docs/resuming.md",
     "python benchmarks/sweep_scaling.py": "a benchmark (9 minutes on 2 CPU cores); its numbers are in docs/benchmarks.md",
     "bash benchmarks/gpu_check.sh": "a GPU machine",
+    **dict.fromkeys([
+        "fusionlab sweep ablations/paper.yaml --slurm --storage postgresql://fusionlab@db.example.org:5432/fusionlab "
+        "--partition gpu --time 8:00:00 --cpus-per-task 8 --mem 64G --dry-run",
+        "fusionlab sweep ablations/paper.yaml --slurm --storage postgresql://fusionlab@db.example.org:5432/fusionlab "
+        "--partition gpu --time 8:00:00 --cpus-per-task 8 --mem 64G",
+        "fusionlab sweep ablations/paper.yaml --dry-run --storage postgresql://fusionlab@db.example.org:5432/fusionlab"],
+        "a SLURM cluster and its database; tests/cluster/test_slurm.py submits a sweep to a one-node SLURM, "
+        "tests/sweep/test_slurm.py checks the slurm: settings, flags and --dry-run"),
 }
 # Sweeps shown in full: run here with --dry-run (the file's keys, names and paths checked, its cells
 # listed); what runs each in full.
@@ -65,6 +73,9 @@ SWEPT_ELSEWHERE: Dict[str, str] = {
     "fusionlab sweep ablations/paper.yaml": "a GPU and the paper's data, stood in for here by empty files",
     "fusionlab sweep ablations/paper.yaml --devices cuda:0,cuda:2":
         "3 GPUs; tests/sweep/test_workers.py pins workers to GPUs",
+    "fusionlab sweep ablations/fusion.yaml --slurm --storage journal:results/fusion-slurm.log --set "
+    "results_dir=results/slurm --workers 2 --gpus-per-task 0 --cpus-per-task 1":
+        "a SLURM cluster; tests/cluster/test_slurm.py submits a sweep to the one-node SLURM of start_slurm.sh",
 }
 _TINY_SYNTHETIC = ["train.steps=1", "train.batch_size=2", "train.masks_per_image=2", "data.train.num_images=2",
                    "data.val.num_images=2", "eval.prompts=[box]"]

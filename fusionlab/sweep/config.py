@@ -18,6 +18,7 @@ Layout (every key optional but ``base`` in practice)::
     keep_checkpoints: false
     latency: {runs: 10, warmup: 3}
     heartbeat: {interval: 30, grace: 120}
+    slurm: {partition: gpu, time: "4:00:00", workers: 8}   # for --slurm: a job array of workers
 
 The RGB-only baseline ``rgb_only`` (``model.fusion: null``) is added when not listed.
 A sweep has at most one numeric axis (:class:`Axis`); with one, each design (a listed variant,
@@ -35,7 +36,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from fusionlab.config import (SECTIONS, RunConfig, apply_override, check_number_rules, from_dict, read_yaml,
                               resolve_paths, result_key, set_dotted, validate)
@@ -140,6 +141,134 @@ class HeartbeatSection:
                                  f"interval={self.interval}, grace={self.grace}")
 
 
+# sbatch options that a key of the slurm: section sets (use the key), or that fusionlab sets itself.
+_SBATCH_KEYS = {"partition": "partition", "p": "partition", "account": "account", "A": "account", "qos": "qos",
+                "q": "qos", "time": "time", "t": "time", "gpus-per-task": "gpus_per_task",
+                "cpus-per-task": "cpus_per_task", "c": "cpus_per_task", "mem": "mem", "signal": "signal_delay"}
+_SBATCH_OWN = ("array", "output", "error", "open-mode")
+_TIME = re.compile(r"(?:(?P<days>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?"
+                   r"|(?P<h>\d+):(?P<m>\d+):(?P<s>\d+)|(?P<mm>\d+)(?::(?P<ss>\d+))?)")
+
+
+def slurm_minutes(value: Any, where: str) -> int:
+    """Minutes of a SLURM time limit: ``90`` or ``"90"`` (minutes), ``"90:30"`` (minutes:seconds),
+    ``"4:00:00"``, ``"2-00"``, ``"2-12:30"`` or ``"2-12:30:00"`` (days-hours:minutes:seconds); seconds round up."""
+    match = _TIME.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
+    if match is None:
+        raise FusionlabError(f"{where}: {value!r} is not a SLURM time; expected e.g. '4:00:00' "
+                             f"(hours:minutes:seconds), '2-00:00:00' (days-hours:minutes:seconds) or 240 (minutes)")
+    part = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
+    seconds = ((part["days"] * 24 + part["dh"] + part["h"]) * 60 + part["dm"] + part["m"] + part["mm"]) * 60 + (
+        part["ds"] + part["s"] + part["ss"])
+    if seconds <= 0:
+        raise FusionlabError(f"{where}: {value!r}: expected a time limit above 0")
+    return -(-seconds // 60)
+
+
+def sbatch_option(line: str, where: str) -> Tuple[str, Any]:
+    """``("constraint", "a100")`` of an extra sbatch line ``--constraint=a100`` (``#SBATCH`` in front allowed;
+    ``--exclusive`` alone is ``("exclusive", True)``); options that a key of the section sets are refused."""
+    text = line.strip()
+    text = text[len("#SBATCH"):].strip() if text.startswith("#SBATCH") else text
+    name, _, value = text.partition("=")
+    if not re.fullmatch(r"--[a-z][a-z0-9-]*", name):
+        raise FusionlabError(f"{where}: {line!r}: expected a long sbatch option, --name=value or --name "
+                             f"(e.g. --constraint=a100, --exclusive)")
+    key = name[2:]
+    if key in _SBATCH_KEYS:
+        raise FusionlabError(f"{where}: {line!r}: set it with slurm.{_SBATCH_KEYS[key]} instead")
+    if key in _SBATCH_OWN:
+        raise FusionlabError(f"{where}: {line!r}: fusionlab sets --{key} itself (the array of workers and its "
+                             f"log files in results/<name>/slurm/)")
+    return key, value if value else True
+
+
+@dataclass
+class SlurmSection:
+    """How ``fusionlab sweep X.yaml --slurm`` submits the sweep: one SLURM job array, each task one sweep worker.
+
+    Every key can also be given on the command line (``--partition``, ``--time``, ``--workers`` ...),
+    which wins over the file. The tasks share the sweep's storage (PostgreSQL, or ``journal:`` on a
+    shared disk) and its results folder, which must be on a disk every node sees.
+
+    Attributes:
+        partition, account, qos: sbatch's ``--partition``, ``--account``, ``--qos`` (null: the cluster's default).
+        time: each task's time limit: ``"4:00:00"``, ``"1-12:00:00"`` (days-hours:minutes:seconds) or minutes
+            (``240``). A task that reaches it hands its cell back (the cell's resume point written) and is
+            requeued; the cell continues where it stopped.
+        workers: array tasks, each one worker (null: one per cell not complete when submitting).
+        max_running: tasks running at once (the array's ``%N``; null: all of them).
+        gpus_per_task: GPUs of each task (null: ``train.devices_per_cell``, or 0 when every cell
+            trains on the CPU; ``train.device: auto`` runs on the CPU with 0). A cell of
+            ``devices_per_cell: K`` trains on K processes through torchrun inside its task, so a
+            task needs K GPUs.
+        cpus_per_task: CPU cores of each task (null: the cluster's default); torch uses that many
+            threads unless ``FUSIONLAB_THREADS`` says otherwise.
+        mem: memory of each task, e.g. ``64G`` (null: the cluster's default).
+        signal_delay: seconds before the time limit at which SLURM sends the stop signal (USR2);
+            leave time for one training step, the resume point's write and, for a cell already
+            evaluating, its evaluation.
+        sbatch: more sbatch options, one per item: ``["--constraint=a100", "--exclusive"]``.
+        setup: shell lines run before the worker starts, e.g. ``["module load cuda/12.1",
+            "source ~/venvs/fusionlab/bin/activate"]``.
+        python: the Python on the nodes (null: the one submitting, by its full path); set ``python``
+            when ``setup`` activates an environment.
+    """
+
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    time: Union[str, int] = "4:00:00"
+    workers: Optional[int] = None
+    max_running: Optional[int] = None
+    gpus_per_task: Optional[int] = None
+    cpus_per_task: Optional[int] = None
+    mem: Optional[str] = None
+    signal_delay: int = 120
+    sbatch: List[str] = field(default_factory=list)
+    setup: List[str] = field(default_factory=list)
+    python: Optional[str] = None
+
+    def check(self, where: str = "slurm") -> None:
+        """One-line errors for a key's value; then the signal delay against the time limit."""
+        for f in dataclasses.fields(self):
+            self.check_value(f.name, getattr(self, f.name), f"{where}.{f.name}")
+        minutes = slurm_minutes(self.time, f"{where}.time")
+        if self.signal_delay >= minutes * 60:
+            raise FusionlabError(f"{where}.signal_delay: {self.signal_delay} s is not shorter than the time limit "
+                                 f"{self.time!r} ({minutes} min); expected a few minutes at most")
+
+    @staticmethod
+    def check_value(name: str, value: Any, where: str) -> None:
+        """The rule of one key (``where`` names it: ``x.yaml: slurm.time`` or ``--time``)."""
+        if value is None:
+            return
+        if name == "time":
+            slurm_minutes(value, where)
+        elif name in ("workers", "max_running", "cpus_per_task") and value < 1:
+            raise FusionlabError(f"{where}: {value} must be an integer >= 1")
+        elif name == "gpus_per_task" and value < 0:
+            raise FusionlabError(f"{where}: {value} must be an integer >= 0")
+        elif name == "signal_delay" and value < 10:
+            raise FusionlabError(f"{where}: {value} s must be at least 10 s (SLURM may send it up to a minute late)")
+        elif name == "mem" and not re.fullmatch(r"\d+[KMGT]?", value):
+            raise FusionlabError(f"{where}: {value!r} is not a memory size; expected e.g. 64G, 500M or 64000 (MB)")
+        elif name == "sbatch":
+            for i, line in enumerate(value):
+                sbatch_option(line, f"{where}[{i}]")
+        elif name in ("partition", "account", "qos", "python") and not value.strip():
+            raise FusionlabError(f"{where}: empty; leave the key out for the cluster's default")
+
+    def with_flags(self, flags: Dict[str, Any]) -> "SlurmSection":
+        """This section with the command line's values (``{"time": "2:00:00"}``; None: not given) over the file's."""
+        given = {name: value for name, value in flags.items() if value is not None and value != []}
+        for name, value in given.items():
+            self.check_value(name, value, f"--{name.replace('_', '-')}")
+        updated = dataclasses.replace(self, **given)
+        updated.check("the command line's slurm")
+        return updated
+
+
 @dataclass
 class SweepFile:
     """The sweep YAML as written (see the module docstring).
@@ -165,6 +294,7 @@ class SweepFile:
     keep_checkpoints: bool = False
     latency: LatencySection = field(default_factory=LatencySection)
     heartbeat: HeartbeatSection = field(default_factory=HeartbeatSection)
+    slurm: SlurmSection = field(default_factory=SlurmSection)
 
     def check(self, where: str) -> None:
         """One-line errors (prefixed ``where``, the file) for the sweep's own keys; variants are checked
@@ -181,6 +311,7 @@ class SweepFile:
             raise FusionlabError(f"{where}: seeds={self.seeds}: seeds must be >= 0")
         self.heartbeat.check(yaml_key(where, "heartbeat"))
         self.latency.check(yaml_key(where, "latency"))
+        self.slurm.check(yaml_key(where, "slurm"))
         if self.search is not None:
             self.search.check(yaml_key(where, "search"))
         if not self.variants and not self.grid:
@@ -297,6 +428,7 @@ class SweepConfig:
     keep_checkpoints: bool
     latency: LatencySection
     heartbeat: HeartbeatSection
+    slurm: SlurmSection = field(default_factory=SlurmSection)
     overrides: List[str] = field(default_factory=list)  # the ``--set`` items it was loaded with
     axis: Optional[Axis] = None
 
@@ -354,7 +486,7 @@ def load_sweep(path: str | Path, overrides: Sequence[str] = (), storage: Optiona
     return SweepConfig(name=name, source=path, storage=storage or spec.storage or f"sqlite:///{results}/study.db",
                        results=results, seeds=spec.seeds, variants=variants, plugins=spec.plugins,
                        search=spec.search, keep_checkpoints=spec.keep_checkpoints, latency=spec.latency,
-                       heartbeat=spec.heartbeat, overrides=list(overrides), axis=axis)
+                       heartbeat=spec.heartbeat, slurm=spec.slurm, overrides=list(overrides), axis=axis)
 
 
 Design = Tuple[Variant, Dict[str, Any], str]

@@ -13,7 +13,8 @@ is FAIL with ``INTERRUPTED`` and an ``ERROR`` saying so: a cell handed back, whi
 claims again and continues from its resume point; it counts as no failure.
 A claim that lost to another worker's is marked ``SUPERSEDED``; a trial whose worker died,
 ``STALE`` with an ``ERROR``. A search trial (:mod:`fusionlab.sweep.search`) holds ``HEARTBEAT``,
-``RUN_ID``, ``WALL_S`` and ``METRICS`` or ``ERROR``.
+``RUN_ID``, ``WALL_S`` and ``METRICS`` or ``ERROR``. A trial claimed by a SLURM array task
+(:mod:`fusionlab.sweep.slurm`) also holds the task's ``SLURM_JOB`` (``1234_3``).
 """
 
 VARIANT = "variant"
@@ -37,3 +38,4 @@ RESUMED_FROM_STEP = "resumed_from_step"
 INTERRUPTED = "interrupted"
 SUPERSEDED = "superseded"
 STALE = "stale"
+SLURM_JOB = "slurm_job"

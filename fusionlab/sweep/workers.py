@@ -88,7 +88,7 @@ def plan(store: Store, sweep: SweepConfig, run_id: str) -> Tuple[List[Cell], Dic
 
 # ------------------------------------------------------------------------------ one worker
 def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on_trial: Optional[OnTrial] = None,
-         worker: Optional[int] = None) -> None:
+         worker: Optional[int] = None, attrs: Optional[Dict[str, Any]] = None) -> None:
     """Claim and run cells until none is left to this launch; wait while other workers hold cells.
 
     ``say`` prints a line per finished cell and one when it starts waiting; ``on_trial(cell,
@@ -97,17 +97,18 @@ def work(sweep: SweepConfig, run_id: str, say: Callable[[str], None] = print, on
     usually are (the RGB-only baseline comes first; an axis's largest values last), so that the
     long cells start early and the workers finish together; when no cell is held yet, its first
     claim is the ``worker``-th cell from the end, so that workers starting together claim different cells.
+    ``attrs`` go into each trial it claims (a SLURM task's job id).
 
     While it works, Ctrl-C is a stop request (:func:`~fusionlab.train.stop_on_interrupt`): a cell in
     training is handed back at its next step (:class:`~fusionlab.train.StopRequested` is raised);
     one evaluating is finished first; then no other is claimed. A second Ctrl-C stops at once.
     """
     with stop_on_interrupt():
-        _work(sweep, run_id, say, on_trial, worker)
+        _work(sweep, run_id, say, on_trial, worker, attrs)
 
 
 def _work(sweep: SweepConfig, run_id: str, say: Callable[[str], None], on_trial: Optional[OnTrial],
-          worker: Optional[int]) -> None:
+          worker: Optional[int], attrs: Optional[Dict[str, Any]]) -> None:
     store = Store(sweep.storage, sweep.name)
     first = True
     waited: Optional[frozenset] = None
@@ -135,7 +136,8 @@ def _work(sweep: SweepConfig, run_id: str, say: Callable[[str], None], on_trial:
         first = False
         trial = claim(store, cell.key, {trial_attrs.VARIANT: cell.variant.name, trial_attrs.SEED: cell.seed,
                                         trial_attrs.RUN_ID: run_id,
-                                        trial_attrs.DEVICE: cell.variant.config.train.device, **code_version()})
+                                        trial_attrs.DEVICE: cell.variant.config.train.device, **code_version(),
+                                        **(attrs or {})})
         if trial is None:
             continue
         try:

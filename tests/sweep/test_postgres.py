@@ -1,93 +1,19 @@
 """Two sweep launches on a real PostgreSQL server, one killed with kill -9: every cell runs exactly once.
 
-The server is a throwaway cluster this module starts (Debian's ``postgresql`` package:
-``initdb`` / ``pg_ctl``), listening on 127.0.0.1 only; ``FUSIONLAB_TEST_POSTGRES=postgresql://...``
-uses a server of yours instead. Without either the test is skipped, except in CI (``CI`` set),
-where ``.ci/run`` installs the package and a missing server is a failure.
+The server is the throwaway one of ``tests/conftest.py`` (``postgres_url``), on 127.0.0.1 only.
 """
 from __future__ import annotations
 
-import glob
-import importlib.util
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List
 
 import optuna
 import pandas as pd
-import pytest
 from optuna.trial import TrialState
-
-
-class Unavailable(Exception):
-    """No PostgreSQL server can be started here."""
-
-
-def _binary(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None)
-    if found is None:
-        raise Unavailable(f"no {name}: install Debian's postgresql package")
-    return found
-
-
-def _as_server_user(command: List[str]) -> List[str]:
-    """PostgreSQL refuses to run as root: as root, run it as the ``postgres`` account the package made."""
-    if os.geteuid() != 0:
-        return command
-    if shutil.which("runuser") is None:
-        raise Unavailable("running as root without runuser to switch to the postgres account")
-    return ["runuser", "-u", "postgres", "--", *command]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    if os.environ.get("FUSIONLAB_TEST_POSTGRES"):
-        yield os.environ["FUSIONLAB_TEST_POSTGRES"]
-        return
-    if importlib.util.find_spec("psycopg") is None:  # the driver SQLAlchemy uses for postgresql://
-        _unavailable("psycopg is not installed: pip install 'fusionlab[postgres]'")
-    folder = Path(tempfile.mkdtemp(prefix="fusionlab-pg-"))
-    data, port = folder / "data", _free_port()
-    try:
-        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-        if os.geteuid() == 0:
-            shutil.chown(folder, "postgres", "postgres")
-        _run(_as_server_user([initdb, "-D", str(data), "-U", "fusionlab", "--auth=trust", "-E", "UTF8"]))
-        _run(_as_server_user([pg_ctl, "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60", "-o",
-                              f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}", "start"]))
-    except (Unavailable, KeyError, LookupError) as exc:  # KeyError/LookupError: no postgres account
-        shutil.rmtree(folder, ignore_errors=True)
-        _unavailable(str(exc))
-    try:
-        yield f"postgresql://fusionlab@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _run(command: List[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise Unavailable(f"{Path(command[-1]).name if command else ''} failed: {(done.stderr or done.stdout)[-300:]}")
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL is needed in CI and could not be started: {reason}")
-    pytest.skip(f"no PostgreSQL server to test against: {reason}")
 
 
 def _launch(config: Path, url: str) -> subprocess.Popen:
