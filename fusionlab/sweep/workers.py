@@ -17,7 +17,6 @@ returns.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
