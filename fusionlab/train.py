@@ -593,18 +593,12 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
             clear_stop()
             raise StopRequested(state.step, latest)
 
-    loader, shuffle = setup.loader, setup.loader.generator
+    loader = setup.loader
     try:
         with stop_on_interrupt():
             at_step_boundary()  # a stop asked before the loop began (in any process) stops it before its first step
             for epoch in range(state.epoch, setup.epochs):
-                if state.order is not None and epoch == state.epoch:
-                    shuffle.set_state(state.order)  # the resumed epoch: its order again, from its next batch on
-                else:
-                    state.epoch, state.batch, state.order = epoch, 0, shuffle.get_state()
-                loader.batch_sampler.start = state.batch
-                setup.items.set_epoch(epoch)
-                set_train_mode(setup.model, train.freeze)
+                start_epoch(setup, state, epoch, train.freeze)
                 for images, depths, targets in itertools.islice(loader, setup.steps - state.step):
                     multimask = bool(state.step_rng.random() < train.multimask_prob)
                     losses = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
@@ -631,6 +625,19 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
     finally:
         bar.close()
     return state.step, state.loss, seconds()
+
+
+def start_epoch(setup: Setup, state: Progress, epoch: int, frozen: Sequence[str]) -> None:
+    """Set up one epoch: a resumed epoch draws its order again and starts at its next batch; a new one
+    records the order it is about to draw (what a resume point keeps)."""
+    shuffle = setup.loader.generator
+    if state.order is not None and epoch == state.epoch:
+        shuffle.set_state(state.order)
+    else:
+        state.epoch, state.batch, state.order = epoch, 0, shuffle.get_state()
+    setup.loader.batch_sampler.start = state.batch
+    setup.items.set_epoch(epoch)
+    set_train_mode(setup.model, frozen)
 
 
 def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images: torch.Tensor,

@@ -237,8 +237,9 @@ class SweepTask:
 
         threading.Thread(target=worker, name="sweep-worker", daemon=True).start()
         # a short wait in a loop: a signal that the kernel gave another thread runs its handler here within 1 s
-        while not self._done.wait(1.0):
-            pass
+        done = False
+        while not done:
+            done = self._done.wait(1.0)
         if failure:
             raise failure[0]
         return f"task {job}: no cell left to launch {self.run_id}"
