@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from fusionlab.errors import FusionlabError
+from fusionlab.errors import FusionlabError, one_line
 
 EXIT_SOME_FAILED = 3  # fusionlab sweep: some cells (or every search trial) did not complete
 
@@ -669,7 +669,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _use_threads(args.threads)
         return int(args.func(args) or 0)
     except FusionlabError as exc:
-        print(f"fusionlab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fusionlab {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fusionlab {args.command}: interrupted", file=sys.stderr)

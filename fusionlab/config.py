@@ -253,12 +253,18 @@ class TrainSection:
         freeze, lr_multipliers: parts of the model (:data:`fusionlab.models.parts.PARTS`) kept
             fixed, and learning-rate factors per part.
         device: ``auto`` (CUDA when available), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (bf16 autocast on CUDA, else fp32), ``fp32`` or ``bf16``.
+        precision: ``auto`` (bf16 autocast on a GPU that computes bf16 natively, else fp32; logged),
+            ``fp32`` or ``bf16``.
         channels_last: convolution weights, and so activations, in channels-last layout, which
             GPU convolutions under bf16 prefer (see :mod:`fusionlab.models.speed`).
         compile: ``torch.compile`` the encoders (RGB backbone and neck, depth encoder), at the
             first step. Neither option changes the checkpoint's keys or, beyond float rounding,
-            the losses.
+            the losses. Refused with several processes (``devices_per_cell`` > 1, torchrun): there
+            BatchNorm becomes SyncBatchNorm, where dynamo breaks the graph at every layer.
+        deterministic: the flags torch documents for reproducible runs: deterministic algorithms
+            (a warning for an op that has none, such as bilinear upsampling's backward on CUDA),
+            cuDNN deterministic and not benchmarking, no TF32, and cuBLAS's fixed workspace. On
+            the CPU every run is bitwise reproducible without it (see docs/resuming.md).
         devices_per_cell: in a sweep, the processes one cell trains on, through torchrun (DDP,
             ``batch_size`` the global batch); its evaluation runs in the worker. On GPUs, a
             worker on ``cuda:N`` trains on ``cuda:N`` … ``cuda:N+K-1``: by default a sweep starts
@@ -301,6 +307,7 @@ class TrainSection:
     log_every: int = 1
     channels_last: bool = False
     compile: bool = False
+    deterministic: bool = False
     devices_per_cell: int = 1
     resume_every: float = 10.0
 
@@ -317,7 +324,14 @@ class TrainSection:
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
             raise FusionlabError(f"{where}.betas: {self.betas} must be two numbers in [0, 1)")
         check_device(self.device, f"{where}.device")
+        if self.compile and self.devices_per_cell > 1:
+            raise FusionlabError(f"{where}.compile: true with devices_per_cell: {self.devices_per_cell} is refused: "
+                                 f"{COMPILE_WITH_PROCESSES}")
 
+
+# why train.compile is refused with several processes (config check and torchrun alike)
+COMPILE_WITH_PROCESSES = ("with several processes BatchNorm becomes SyncBatchNorm, where torch.compile breaks the "
+                          "graph at every layer (many small graphs, long compiles, little speed); set compile: false")
 
 _CLICK_PROMPT = re.compile(r"click([1-9][0-9]*)")
 
@@ -419,7 +433,7 @@ def validate(config: RunConfig, source: str = "", training: bool = True) -> None
 # Fields that change where or how fast a run goes, or how it can be resumed, not its result: left
 # out of the result key (and so of a sweep's cell keys).
 RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every", "channels_last", "compile",
-                            "devices_per_cell", "resume_every"),
+                            "devices_per_cell", "resume_every", "deterministic"),
                   "eval": ("device", "prompt_batch")}
 # Architecture fields only the depth branch reads; with ``model.init_depth_from_rgb`` and
 # ``eval.drop_depth``, an RGB-only model never reads them: left out of its result key, so that

@@ -32,6 +32,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
@@ -45,6 +46,10 @@ from fusionlab.errors import FusionlabError
 log = logging.getLogger("fusionlab.distributed")
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+# how long :meth:`World.wait_for_all` waits: torchrun stops every process when one fails, so a long
+# wait costs nothing unless a process hangs
+LONG_WAIT = timedelta(hours=24)
+_GROUPS: Dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -66,11 +71,18 @@ class World:
         return self.rank == 0
 
     def device(self, device: torch.device) -> torch.device:
-        """This process's device: ``cuda:local_rank`` for a CUDA ``device`` under torchrun, else ``device``."""
-        if self.size == 1 or device.type != "cuda":
+        """This process's device: ``cuda:local_rank`` for a CUDA ``device`` under torchrun, else ``device``.
+
+        A CUDA device becomes the current one too, so that what runs on plain ``cuda`` (a library's
+        default) runs there, not on GPU 0 beside another worker's run.
+        """
+        if device.type != "cuda":
             return device
-        torch.cuda.set_device(self.local_rank)
-        return torch.device("cuda", self.local_rank)
+        if self.size > 1:
+            device = torch.device("cuda", self.local_rank)
+        if device.index is not None:
+            torch.cuda.set_device(device)
+        return device
 
     def check_batch(self, batch_size: int) -> None:
         """A one-line error unless the global ``batch_size`` splits evenly over the processes."""
@@ -159,6 +171,20 @@ class World:
         values: List[Any] = [None] * self.size
         dist.all_gather_object(values, value)
         return values
+
+    def wait_for_all(self, timeout: timedelta = LONG_WAIT) -> None:
+        """Wait until every process gets here, however long the slowest takes up to ``timeout``.
+
+        For work of unbounded length before it (a share of the depth maps): a plain barrier would
+        fail after the process group's timeout (30 minutes). gloo's monitored barrier takes its
+        own, on a gloo group (the default group's CUDA collectives are nccl's); the one process
+        group of this world is made by the first call, on every process alike.
+        """
+        if self.size == 1:
+            return
+        if "gloo" not in _GROUPS:
+            _GROUPS["gloo"] = dist.new_group(backend="gloo")
+        dist.monitored_barrier(group=_GROUPS["gloo"], timeout=timeout, wait_all_ranks=True)
 
     @contextmanager
     def main_first(self) -> Iterator[None]:

@@ -14,6 +14,15 @@ class FusionlabError(Exception):
     """
 
 
+def one_line(exc: FusionlabError) -> str:
+    """The error's message; one raised in a DataLoader worker reaches the loop wrapped in the worker's
+    traceback (torch re-raises it with that text), so its own message is the text's last line."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    return text.strip().splitlines()[-1].partition("FusionlabError: ")[2] or text
+
+
 def yaml_kind(value: Any) -> str:
     """``a string``, ``an integer``, ``null`` ...: what a YAML value is, in an error message."""
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",

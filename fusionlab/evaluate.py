@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from fusionlab.config import RunConfig, parse_prompts, resolve_device
 from fusionlab.data.types import Instance, Sample
-from fusionlab.distributed import World, is_main_process, join
+from fusionlab.distributed import SINGLE, World, is_main_process, join
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, Predictor
 from fusionlab.models.checkpoint import DepthPreprocessing
@@ -395,17 +395,21 @@ def val_dataset(config: RunConfig):
     return build_dataset(config.data.eval_dataset or config.data.dataset, **config.data.val)
 
 
-def eval_depth_source(model: EfficientViTSam, config: RunConfig, dataset: Any, progress: bool):
-    """The depth source of an RGB-D model, prepared on ``dataset``; None for an RGB-only model."""
+def eval_depth_source(model: EfficientViTSam, config: RunConfig, dataset: Any, progress: bool,
+                      world: World = SINGLE):
+    """The depth source of an RGB-D model, prepared on ``dataset`` to run on ``eval.device`` (a share
+    of the missing maps on each process's device under torchrun); None for an RGB-only model."""
     if not model.has_depth:
         return None
     from fusionlab.depth import build_depth_source
+    from fusionlab.depth.precompute import prepare_for_run
 
     if config.eval.drop_depth:
         log.info("evaluating with depth dropped: every depth map is the constant %s", DROPPED_DEPTH)
         return build_depth_source("constant", value=DROPPED_DEPTH)
     source = build_depth_source(config.depth.source, **config.depth.options)
-    counts = source.prepare(dataset, progress=progress)
+    device = world.device(resolve_device(config.eval.device, "eval.device"))
+    counts = prepare_for_run(source, dataset, device, world, progress=progress)
     cache = getattr(getattr(source, "cache", None), "folder", None)
     log.info("evaluating with depth from %s on %s (cache: %s): %s", source.describe(), dataset.describe(),
              cache or "none, computed on the fly", counts)
@@ -447,8 +451,7 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     world = join(device)
     progress = progress and world.is_main
     if depth_source is None:
-        with world.main_first():
-            depth_source = eval_depth_source(model, config, dataset, progress)
+        depth_source = eval_depth_source(model, config, dataset, progress, world)
     elif not model.has_depth:
         depth_source = None
     predictions = _new_predictions(dataset, depth_source, config.eval.prompts) if config.eval.save_predictions else None

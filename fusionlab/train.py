@@ -45,16 +45,18 @@ from torch import nn
 from tqdm import tqdm
 
 from fusionlab.atomic import atomic_write_text
-from fusionlab.config import RunConfig, TrainSection, resolve_device, validate
+from fusionlab.config import COMPILE_WITH_PROCESSES, RunConfig, TrainSection, resolve_device, validate
 from fusionlab.data import build_dataset
 from fusionlab.data.training import (EpochBatches, InputFrame, PromptedImages, Targets, collate,
                                      leave_interrupts_to_the_loop)
 from fusionlab.depth import build_depth_source
+from fusionlab.depth.precompute import prepare_for_run
 from fusionlab.distributed import SINGLE, RankBatches, World, join, rank_seed
 from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, save_checkpoint
 from fusionlab.models.parts import PARTS, part_modules
 from fusionlab.models.speed import apply_speed_options
+from fusionlab.precision import autocast, describe_precision, set_deterministic
 from fusionlab.resume import Point, Progress, ResumePoints, run_key
 
 log = logging.getLogger("fusionlab.train")
@@ -356,13 +358,6 @@ def correction_click(low_res: torch.Tensor, target: Targets, prompt_frame: int, 
 
 
 # ------------------------------------------------------------------------------ loop
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast for ``bf16`` (``auto`` on CUDA), nothing for ``fp32`` (``auto`` elsewhere)."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 class StepLog:
     """``train_log.csv``: one row per logged step, flushed at once so a crash keeps it.
 
@@ -412,12 +407,12 @@ def make_loader(config: RunConfig, model: EfficientViTSam, device: torch.device,
     depth_source = None
     with world.main_first():
         dataset = build_dataset(config.data.dataset, **options)
-        if len(dataset) == 0:
-            raise FusionlabError(f"data.train: dataset {config.data.dataset!r} with options {options} has no images")
-        if model.has_depth:
-            depth_source = build_depth_source(config.depth.source, **config.depth.options)
-            counts = depth_source.prepare(dataset, progress=progress)
-            log.info("depth source %s ready: %s", depth_source.describe(), counts)
+    if len(dataset) == 0:
+        raise FusionlabError(f"data.train: dataset {config.data.dataset!r} with options {options} has no images")
+    if model.has_depth:
+        depth_source = build_depth_source(config.depth.source, **config.depth.options)
+        counts = prepare_for_run(depth_source, dataset, device, world, progress=progress)
+        log.info("depth source %s ready: %s", depth_source.describe(), counts)
     items = PromptedImages(dataset, InputFrame(model.image_size), train, depth_source)
     shuffle = torch.Generator().manual_seed(train.seed)
     # what DataLoader(shuffle=True) builds, made here to start an epoch at a batch; with several
@@ -464,7 +459,10 @@ def set_up(config: RunConfig, progress: bool) -> Setup:
     device = resolve_device(train_cfg.device, "train.device")
     world = join(device)
     world.check_batch(train_cfg.batch_size)
+    if train_cfg.compile and world.size > 1:
+        raise FusionlabError(f"train.compile: true with {world.size} processes is refused: {COMPILE_WITH_PROCESSES}")
     device = world.device(device)
+    set_deterministic(train_cfg.deterministic)
     torch.manual_seed(train_cfg.seed)  # the same initial weights in every process
     model = build_run_model(config)
     items, loader = make_loader(config, model, device, progress, world)
@@ -479,10 +477,11 @@ def set_up(config: RunConfig, progress: bool) -> Setup:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, steps, train_cfg.warmup_steps))
     trainable = sum(p.numel() for g in groups for p in g["params"])
-    log.info("training %s on %d images of %s (%s depth) for %d steps (%d epochs of %d batches) on %s; "
+    log.info("training %s on %d images of %s (%s depth) for %d steps (%d epochs of %d batches) on %s in %s; "
              "%.2f M parameters, %.2f M trainable", config.model.preset, len(items), config.data.dataset,
              config.depth.source if model.has_depth else "no", steps, epochs, len(loader), device,
-             sum(p.numel() for p in model.parameters()) / 1e6, trainable / 1e6)
+             describe_precision(train_cfg.precision, device), sum(p.numel() for p in model.parameters()) / 1e6,
+             trainable / 1e6)
     return Setup(model, device, items, loader, optimizer, scheduler, steps, epochs, world.wrap(Rounds(model)), world)
 
 

@@ -225,3 +225,41 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"PostgreSQL is needed in CI and could not be started: {reason}")
     pytest.skip(f"no PostgreSQL server to test against: {reason}")
+
+
+# ------------------------------------------------------------------------------ a tiny Depth Anything
+def save_tiny_depth_anything(folder: Path, seed: int = 0, metric: bool = False) -> Path:
+    """A random-initialised Depth Anything (tiny Dinov2 backbone) and its image processor, saved to ``folder``."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, DPTImageProcessor
+
+    config = DepthAnythingConfig(
+        backbone_config={"model_type": "dinov2", "image_size": 28, "patch_size": 14, "hidden_size": 16,
+                         "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+                         "out_indices": [1, 2], "reshape_hidden_states": False},
+        patch_size=14, reassemble_hidden_size=16, reassemble_factors=[2, 1], neck_hidden_sizes=[8, 16],
+        fusion_hidden_size=8, head_hidden_size=4, depth_estimation_type="metric" if metric else "relative")
+    torch.manual_seed(seed)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    # transformers' small init makes the map ~1e-8, mostly cut to 0 by the final ReLU: PyTorch's
+    # default init and a positive last bias give a varied map around 1 (std ~0.01)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+            module.reset_parameters()
+    with torch.no_grad():
+        model.head.conv3.bias.fill_(1.0)
+    model.save_pretrained(folder)
+    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14,
+                      do_pad=False).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_anything(tmp_path_factory) -> Path:
+    """A saved tiny relative (disparity) Depth Anything folder, shared by the session; do not modify it."""
+    return save_tiny_depth_anything(tmp_path_factory.mktemp("tiny_depth_anything"))
+
+
+@pytest.fixture
+def save_depth_anything() -> Callable[..., Path]:
+    """``save_depth_anything(folder, seed=0, metric=False)``: write a tiny Depth Anything folder."""
+    return save_tiny_depth_anything

@@ -89,6 +89,27 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, cache, 
     assert json.loads((two / "metrics.json").read_text())["n_images"] == 2
 
 
+def test_missing_depth_maps_are_predicted_by_every_process_before_anyone_waits(tmp_path, cache,
+                                                                              tiny_depth_anything):
+    run = {**RUN, "model": {"fusion": "add"},
+           "depth": {"source": "depth_anything",
+                     "options": {"model": str(tiny_depth_anything), "cache_dir": str(tmp_path / "depth")}},
+           "train": {**RUN["train"], "steps": 1, "save_checkpoint": False}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(run))
+
+    done = torchrun(path, tmp_path / "run", cache)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the first process predicted its half of each split (the others log warnings only), and found the
+    # other half cached when it went on: the second process predicted it meanwhile
+    log = done.stderr
+    assert "depth maps of shard 0/2 predicted: {'images': 3, 'computed': 3, 'cached': 0}" in log, log[-3000:]
+    assert "ready: {'images': 6, 'computed': 0, 'cached': 6}" in log
+    assert "depth maps of shard 0/2 predicted: {'images': 1, 'computed': 1, 'cached': 0}" in log
+    assert len(list((tmp_path / "depth").rglob("*.npz"))) == 8  # 6 train and 2 val images
+
+
 def descendants(pid: int) -> list:
     """The processes started, directly or not, by process ``pid`` (torchrun's run in sessions of their own)."""
     parents = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from fusionlab.data.types import Sample
 from fusionlab.depth.normalize import NORMALIZATIONS, RAW_KINDS, Normalization, RawKind, postprocess
@@ -55,6 +56,10 @@ class DepthSource:
     def prepare(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
         """Get ready for ``dataset`` (one split); returns counts of maps it wrote to / found in a cache."""
         return {"images": len(dataset), "computed": 0, "cached": 0}
+
+    def run_on(self, device: torch.device) -> None:
+        """Compute, where a source computes with a model, on the run's ``device`` (e.g. ``cuda:1``
+        for a sweep worker pinned there); a source with no model ignores it."""
 
     def fill(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
         """Fill the cache for ``dataset`` ahead of runs; counts as :meth:`prepare`, which it is for a

@@ -58,7 +58,8 @@ class DepthAnythingDepth(DepthSource):
             None reads it from the config (``depth_estimation_type == "metric"`` -> depth).
         output: ``"disparity"`` (near is bright, as the paper) or ``"depth"``.
         normalize: ``"minmax"``, ``"median_mad"`` or ``"none"``.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"`` (the run's device; alone, as in ``fusionlab depth``, CUDA when
+            available), ``"cpu"`` or ``"cuda"`` (the run's GPU when it runs on one).
         batch_size: images per forward pass in :meth:`prepare`.
         cache_dir: cache root; default ``$FUSIONLAB_CACHE/depth`` or ``~/.cache/fusionlab/depth``.
         cache_long_side: long side of the cached maps at most (1024: the released models' prompt
@@ -88,6 +89,7 @@ class DepthAnythingDepth(DepthSource):
         self.cache = DepthCache(Path(cache_dir) if cache_dir else default_cache_dir(), "depth_anything",
                                 self.cache_recipe(), long_side=self.cache_long_side)
         self.model: Optional[torch.nn.Module] = None
+        self.run_device: Optional[torch.device] = None
         self.noted_inline = False
         self.overlap: Optional[bool] = None  # the fill's stages in threads: None = on a GPU only
 
@@ -118,13 +120,30 @@ class DepthAnythingDepth(DepthSource):
         side = size.get("height", size.get("shortest_edge")) if isinstance(size, dict) else size
         return f"Depth Anything {Path(self.model_ref).name} (input {side}, {self.output}, {self.normalize})"
 
+    def run_on(self, device: torch.device) -> None:
+        self.run_device = torch.device(device)
+
     def prepare(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
         """Get ready for a run on ``dataset``: predict and cache every image not cached yet (logging
-        once that ``fusionlab depth`` does that ahead); counts computed and cached maps."""
-        return self.predict_missing(dataset, progress, during_run=True)
+        once that ``fusionlab depth`` does that ahead); counts computed and cached maps. The model
+        is let go afterwards: the run reads the cache, and its GPU memory is the run's."""
+        try:
+            return self.predict_missing(dataset, progress, during_run=True)
+        finally:
+            self.release()
 
     def fill(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
-        return self.predict_missing(dataset, progress, during_run=False)
+        try:
+            return self.predict_missing(dataset, progress, during_run=False)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let the model go (loaded again if a map is ever missing), and its GPU memory with it."""
+        on_gpu = self.model is not None and next(self.model.parameters()).is_cuda
+        self.model = None
+        if on_gpu:
+            torch.cuda.empty_cache()
 
     def predict_missing(self, dataset: Any, progress: bool, during_run: bool) -> Dict[str, int]:
         """Predict and cache, ``batch_size`` at a time, the maps of ``dataset`` not cached yet.
@@ -140,7 +159,7 @@ class DepthAnythingDepth(DepthSource):
         """
         computed = cached = 0
         start = time.perf_counter()
-        overlap = self.target_device() == "cuda" if self.overlap is None else self.overlap
+        overlap = self.target_device().type == "cuda" if self.overlap is None else self.overlap
         readers = ThreadPoolExecutor(read_threads(), thread_name_prefix="depth-read") if overlap else InPlace()
         writer = ThreadPoolExecutor(1, thread_name_prefix="depth-write") if overlap else InPlace()
         writes: Deque[Future] = deque()
@@ -200,6 +219,11 @@ class DepthAnythingDepth(DepthSource):
         path = self.cache.path(sample)
         raw = self.cache.load(path, sample.image.shape[:2])
         if raw is None:
+            if torch.utils.data.get_worker_info() is not None:
+                raise FusionlabError(
+                    f"depth source 'depth_anything': the map of image {sample.file_name!r} is not in the cache "
+                    f"{self.cache.folder} and a DataLoader worker does not predict depth (a GPU model cannot "
+                    f"follow it there); run `fusionlab depth CONFIG` first, or train with num_workers: 0")
             self.note_inline()
             raw = self.cache.save(path, self.predict([sample.image])[0])
         return raw, f"Depth Anything map of image {sample.file_name!r} ({path})"
@@ -245,9 +269,17 @@ class DepthAnythingDepth(DepthSource):
             self.model = model.to(self.target_device()).eval()
         return self.model
 
-    def target_device(self) -> str:
-        """Where the model runs: ``cuda`` or ``cpu``."""
-        return "cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available()) else "cpu"
+    def target_device(self) -> torch.device:
+        """Where the model runs: the run's GPU (set by :meth:`run_on`) unless ``device`` says cpu; with
+        ``auto``, the run's device whatever it is; alone, CUDA's current device when there is one."""
+        run = self.run_device
+        if self.device == "cpu" or (self.device == "auto" and run is not None and run.type != "cuda"):
+            return torch.device("cpu")
+        if run is not None and run.type == "cuda":
+            return run
+        if self.device == "cuda" or torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
 
 
 def resolve_model(model: str) -> Tuple[str, str, Path]:

@@ -7,6 +7,7 @@ it together, each image once. Maps already cached are skipped, so a rerun resume
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Sequence, Tuple
@@ -15,6 +16,8 @@ from fusionlab.data.base import image_sample
 from fusionlab.data.types import Sample
 from fusionlab.depth.base import DEPTH_SOURCES, DepthSource
 from fusionlab.errors import FusionlabError
+
+log = logging.getLogger("fusionlab.depth")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,26 @@ class DatasetShard:
 
     def describe(self) -> str:
         return f"{self.dataset.describe()}, shard {self.label}"
+
+
+def prepare_for_run(source: DepthSource, dataset: Any, device: Any, world: Any, progress: bool = True
+                    ) -> Dict[str, int]:
+    """Prepare ``source`` on ``dataset`` for a run on ``device`` (:meth:`DepthSource.run_on`).
+
+    With several processes (a :class:`fusionlab.distributed.World` larger than one), each first
+    fills its :class:`DatasetShard` of the cache on its own device and waits for the others
+    (:meth:`~fusionlab.distributed.World.wait_for_all`, no process-group timeout), so that
+    missing maps are predicted by every process at once, not by the first while the others wait
+    in a barrier that times out. ``prepare`` then finds every map cached.
+    """
+    source.run_on(device)
+    if world.size > 1:
+        shard = DatasetShard(dataset, world.rank, world.size)
+        counts = source.fill(shard, progress=progress)
+        if counts["computed"]:
+            log.info("depth maps of shard %s predicted: %s", shard.label, counts)
+        world.wait_for_all()
+    return source.prepare(dataset, progress=progress)
 
 
 def precompute(source: DepthSource, dataset: Any, progress: bool = True, shard: Tuple[int, int] = (0, 1)

@@ -44,6 +44,9 @@ class ShuffledDepth(DepthSource):
         self.permutation = derangement(len(dataset), self.seed)
         return counts
 
+    def run_on(self, device: torch.device) -> None:
+        self.inner.run_on(device)
+
     def fill(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
         """Fill the inner source's cache ahead of runs (the permutation is drawn by :meth:`prepare`)."""
         return self.inner.fill(dataset, progress)

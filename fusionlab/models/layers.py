@@ -6,7 +6,8 @@ dict keys map one to one onto these modules.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from contextlib import nullcontext
+from typing import ContextManager, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +119,11 @@ class MBConv(nn.Module):
         return self.point_conv(self.depth_conv(self.inverted_conv(x)))
 
 
+def autocast_off(device: torch.device) -> ContextManager:
+    """Autocast disabled on ``device`` (a meta tensor, as in the GMAC count, has none to disable)."""
+    return torch.autocast(device.type, enabled=False) if torch.amp.is_autocast_available(device.type) else nullcontext()
+
+
 class LiteMLA(nn.Module):
     """Multi-scale ReLU linear attention of EfficientViT.
 
@@ -150,24 +156,29 @@ class LiteMLA(nn.Module):
         return F.relu(q), F.relu(k), v
 
     def _linear_attention(self, qkv: torch.Tensor) -> torch.Tensor:
+        """ReLU linear attention in fp32, returned in ``qkv``'s dtype.
+
+        Autocast is off here as in the official EfficientViT: under bf16 autocast it would cast
+        the matmuls back to bf16, and the normalising division of sums over every token would
+        lose the precision the fp32 copy was made for.
+        """
         batch, _, height, width = qkv.shape
-        out_dtype = qkv.dtype
-        if qkv.dtype in (torch.float16, torch.bfloat16):
-            qkv = qkv.float()
-        q, k, v = self._split(qkv)
-        v = F.pad(v, (0, 0, 0, 1), mode="constant", value=1.0)
-        out = torch.matmul(torch.matmul(v, k.transpose(-1, -2)), q)
-        out = out[:, :, :-1] / (out[:, :, -1:] + LINEAR_ATTENTION_EPS)
-        return out.reshape(batch, -1, height, width).to(out_dtype)
+        with autocast_off(qkv.device):
+            q, k, v = self._split(qkv.float())
+            v = F.pad(v, (0, 0, 0, 1), mode="constant", value=1.0)
+            out = torch.matmul(torch.matmul(v, k.transpose(-1, -2)), q)
+            out = out[:, :, :-1] / (out[:, :, -1:] + LINEAR_ATTENTION_EPS)
+        return out.reshape(batch, -1, height, width).to(qkv.dtype)
 
     def _quadratic_attention(self, qkv: torch.Tensor) -> torch.Tensor:
+        """ReLU attention over few tokens: matmuls in ``qkv``'s dtype, the normalisation in fp32
+        (autocast off, as in the official EfficientViT)."""
         batch, _, height, width = qkv.shape
-        q, k, v = self._split(qkv)
-        att = torch.matmul(k.transpose(-1, -2), q)
-        att_dtype = att.dtype
-        att = att.float()
-        att = (att / (att.sum(dim=2, keepdim=True) + LINEAR_ATTENTION_EPS)).to(att_dtype)
-        return torch.matmul(v, att).reshape(batch, -1, height, width)
+        with autocast_off(qkv.device):
+            q, k, v = self._split(qkv)
+            att = torch.matmul(k.transpose(-1, -2), q)
+            att = (att.float() / (att.float().sum(dim=2, keepdim=True) + LINEAR_ATTENTION_EPS)).to(att.dtype)
+            return torch.matmul(v, att).reshape(batch, -1, height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv(x)

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fusionlab.config import DEPTH_BRANCH_FIELDS, RunConfig
 from fusionlab.errors import FusionlabError
+from fusionlab.models import EfficientViTSam
 from fusionlab.resume import FOLDER as RESUME_FOLDER
 from fusionlab.resume import point_files, remove_points
 from fusionlab.results import METRIC_COLUMNS, numeric_metrics, write_evaluation
@@ -185,6 +186,11 @@ def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySec
                   baseline: Optional[RunConfig] = None) -> Dict[str, Any]:
     """Parameters (M), GMACs of one encoder forward, latency timed against the RGB-only baseline, and throughput.
 
+    Every cell is measured the same way, on an eager copy of ``model`` in the default memory
+    format on ``model``'s device: how it trained (``compile``, ``channels_last``, several
+    processes) is not in its cell key, so it must not show in its costs either, and the
+    baseline it is timed against is eager too.
+
     GMACs and latency are :func:`fusionlab.models.cost.encoder_gmacs` and
     :func:`~fusionlab.models.cost.latency_ratios` (one encoder + decoder forward with one box
     prompt, alternating with the RGB-only baseline of the same preset built in the same process,
@@ -199,7 +205,7 @@ def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySec
     from fusionlab.models.cost import (count_parameters, device_name, encoder_gmacs, encoder_throughput,
                                        latency_ratios, throughput_batch)
 
-    model.eval()
+    model = eager_copy(model)
     costs: Dict[str, Any] = {"params_m": round(count_parameters(model) / 1e6, 4),
                              "gmacs": round(encoder_gmacs(model), 4), "latency_ratio": None,
                              "throughput_ips": None, "throughput_batch": None, "throughput_device": None,
@@ -223,6 +229,13 @@ def measure_costs(model: torch.nn.Module, config: RunConfig, latency: LatencySec
     costs.update(throughput_ips=round(encoder_throughput(model, batch, latency.runs, latency.warmup), 3),
                  throughput_batch=batch, throughput_device=device_name(model.device))
     return costs
+
+
+def eager_copy(model: EfficientViTSam) -> EfficientViTSam:
+    """A new ``model`` of the same architecture and weights, uncompiled, contiguous, in eval mode."""
+    copy = type(model)(model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy.to(model.device).eval()
 
 
 @contextmanager

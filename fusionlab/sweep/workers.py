@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from fusionlab.errors import FusionlabError
+from fusionlab.errors import FusionlabError, one_line
 from fusionlab.results import COST_COLUMNS, RESUMED_COLUMN, TRIALS_FILE, write_trials
 from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.cell import run_cell
@@ -241,7 +241,7 @@ def in_worker(config_path: str, overrides: List[str], storage: Optional[str], th
         yield sweep
     except FusionlabError as exc:
         log.error("%s", exc)
-        print(f"fusionlab sweep: error: {exc}", file=sys.stderr, flush=True)
+        print(f"fusionlab sweep: error: {one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 
