@@ -3,7 +3,9 @@
 #   0. data: render the synthetic scenes every check uses (256 train + 16 val at 256 px), once
 #   1. throughput: the training / Depth Anything / data-share tables (benchmarks/throughput.py)
 #   2. sweep: benchmarks/gpu_sweep.yaml, 3 short cells, 2 workers sharing the GPU
-#   3. torchrun: one process, benchmarks/gpu_train.yaml (a short RGB-D run and its evaluation)
+#   3. torchrun: benchmarks/gpu_train.yaml (a short RGB-D run and its evaluation) on two processes (NCCL, DDP,
+#      SyncBatchNorm, the sharded depth fill and the evaluation's gathers) where two GPUs are visible; on
+#      one process, and a line saying the two-process path did not run, where one is
 #   4. depth: `fusionlab depth` with a random-weight Depth Anything V2-Small on those 272 images
 #   5. compile: throughput of L0 RGB-only with train.compile and train.channels_last
 #
@@ -69,8 +71,16 @@ run_check throughput 170 python benchmarks/throughput.py --max-batch 128 --steps
 run_check sweep 80 fusionlab sweep benchmarks/gpu_sweep.yaml --workers 2 --workers-per-device 2 \
     --set "results_dir=$OUT_DIR/sweep"
 
-run_check torchrun 60 torchrun --standalone --nproc_per_node 1 -m fusionlab train benchmarks/gpu_train.yaml \
-    --out "$OUT_DIR/torchrun_run"
+GPUS=$(python -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+if (( GPUS >= 2 )); then
+    run_check torchrun_2gpu 90 torchrun --standalone --nproc_per_node 2 -m fusionlab train \
+        benchmarks/gpu_train.yaml --out "$OUT_DIR/torchrun_run"
+else
+    printf '%-12s not run: %s GPU visible; the two-process path (NCCL, DDP, SyncBatchNorm) needs 2\n' \
+        torchrun_2gpu "$GPUS" | tee -a "$SUMMARY"
+    run_check torchrun 60 torchrun --standalone --nproc_per_node 1 -m fusionlab train benchmarks/gpu_train.yaml \
+        --out "$OUT_DIR/torchrun_run"
+fi
 
 DEPTH_MODEL="$FUSIONLAB_CACHE/depth_anything_v2_small_random"
 cat > "$OUT_DIR/depth.yaml" <<EOF

@@ -168,12 +168,13 @@ def train_images_per_second(model: EfficientViTSam, optimizer: torch.optim.Optim
 
 def largest_batch(model: EfficientViTSam, optimizer: torch.optim.Optimizer, masks: int, device: torch.device,
                   start: int, cap: int) -> int:
-    """The largest of ``start, 2·start, …`` up to ``cap`` whose training step fits in the GPU's memory
-    (``start`` when even that does not: its row then fails with the out-of-memory error)."""
+    """The largest of ``start, 2·start, …`` up to ``cap`` whose training step fits in the GPU's memory, tried
+    with multimask output, the timed steps' larger case (``start`` when even that does not fit: the timing
+    then steps down, see :func:`fitting_images_per_second`)."""
     fits, batch = 0, start
     while batch <= cap:
         try:
-            train_step(model, optimizer, *random_batch(model, batch, masks, device), False,
+            train_step(model, optimizer, *random_batch(model, batch, masks, device), True,
                        TrainSection(masks_per_image=masks), device, None)
         except torch.cuda.OutOfMemoryError:
             break
@@ -182,6 +183,22 @@ def largest_batch(model: EfficientViTSam, optimizer: torch.optim.Optimizer, mask
             torch.cuda.empty_cache()
         fits, batch = batch, batch * 2
     return fits or start
+
+
+def fitting_images_per_second(model: EfficientViTSam, optimizer: torch.optim.Optimizer, batch: int, masks: int,
+                              steps: int, device: torch.device) -> Tuple[int, float]:
+    """``(batch, images/s)`` of :func:`train_images_per_second`, the batch halved while its steps run out of
+    memory (a row, not the whole script, pays for a search that fit with less)."""
+    while True:
+        try:
+            return batch, train_images_per_second(model, optimizer, batch, masks, steps, device)
+        except torch.cuda.OutOfMemoryError:
+            if batch == 1:
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            print(f"batch {batch} ran out of memory while timed; timing {batch // 2}", file=sys.stderr)
+            batch //= 2
 
 
 # ------------------------------------------------------------------------------ rows
@@ -194,7 +211,7 @@ def training_row(preset: str, variant: str, args: argparse.Namespace, device: to
     optimizer = torch.optim.AdamW(param_groups(model, TrainSection()), lr=1e-4)
     batch = args.batch or largest_batch(model, optimizer, args.masks, device, args.min_batch, args.max_batch)
     reset_peak_memory(device)
-    images_s = train_images_per_second(model, optimizer, batch, args.masks, args.steps, device)
+    batch, images_s = fitting_images_per_second(model, optimizer, batch, args.masks, args.steps, device)
     memory = peak_memory_gib(device)
     gmacs = encoder_gmacs(model) + decoder_gmacs(model, args.masks)
     flops = gmacs * 1e9 * 2 * 3 * images_s
@@ -256,6 +273,7 @@ def precompute_row(args: argparse.Namespace, device: torch.device, forward_image
                           ensure_multiple_of=14, resample=3, do_pad=False).save_pretrained(folder)
         source = build_depth_source("depth_anything", model=folder, device=device.type, batch_size=args.da_batch,
                                     cache_dir=f"{scratch}/depth")
+        source.run_on(device)  # --device cuda:1 fills on cuda:1
         side = max(32, min(args.da_size, 256))  # rendering is slow (~8 images/s at 256 px per core); resized up
         scenes = {split: build_dataset("synthetic", split=split, num_images=count, image_size=side,
                                        root=f"{scratch}/scenes")

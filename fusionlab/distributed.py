@@ -90,24 +90,25 @@ class World:
             raise FusionlabError(f"train.batch_size: {batch_size} is the global batch and does not split evenly "
                                  f"over the {self.size} processes of torchrun; expected a multiple of {self.size}")
 
-    def sum(self, count: int, device: torch.device) -> int:
-        """``count`` summed over the processes."""
+    def sum(self, count: int) -> int:
+        """``count`` summed over the processes (on the CPU, through gloo: no GPU waits for it)."""
         if self.size == 1:
             return count
-        total = torch.tensor([count], dtype=torch.int64, device=device)
+        total = torch.tensor([count], dtype=torch.int64)
         dist.all_reduce(total)
         return int(total.item())
 
-    def any_of(self, flags: Sequence[bool], device: torch.device) -> List[bool]:
-        """Each of ``flags`` or-ed over the processes: what one of them asks for, all of them do together."""
+    def any_of(self, flags: Sequence[bool]) -> List[bool]:
+        """Each of ``flags`` or-ed over the processes: what one of them asks for, all of them do together
+        (on the CPU, through gloo)."""
         if self.size == 1:
             return list(flags)
-        values = torch.tensor([int(flag) for flag in flags], dtype=torch.int64, device=device)
+        values = torch.tensor([int(flag) for flag in flags], dtype=torch.int64)
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         return [bool(value) for value in values.tolist()]
 
     def reduce_losses(self, losses: Dict[str, torch.Tensor], masks: int, total: int
-                      ) -> Tuple[torch.Tensor, Dict[str, float]]:
+                      ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """The loss to backpropagate and the step's values, those of one process on the global batch.
 
         Args:
@@ -116,14 +117,15 @@ class World:
         Returns:
             ``loss`` scaled by ``size · masks / total`` (DistributedDataParallel averages the
             gradients over the processes, so they become those of the global mean), and every
-            value's global mean over masks. In a world of one, ``loss`` and its values as they are.
+            value's global mean over masks, a 0-d tensor still on the device (nothing here waits
+            for it). In a world of one, ``loss`` and its values as they are.
         """
         if self.size == 1:
-            return losses["loss"], {name: value.item() for name, value in losses.items()}
+            return losses["loss"], {name: value.detach() for name, value in losses.items()}
         names = list(losses)
         values = torch.stack([losses[name].detach().float() for name in names]) * (masks / total)
         dist.all_reduce(values)
-        return losses["loss"] * (self.size * masks / total), dict(zip(names, values.tolist()))
+        return losses["loss"] * (self.size * masks / total), dict(zip(names, values.unbind()))
 
     def sync_batch_norm(self, model: nn.Module, device: torch.device) -> nn.Module:
         """``model`` with its BatchNorm layers normalising by the global batch (in training mode).

@@ -33,9 +33,10 @@ import math
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -253,7 +254,7 @@ def batch_loss(outputs: List[Tuple[torch.Tensor, torch.Tensor]], targets: List[T
     lowest weighted mask loss; the mean over prompts; plus, as SAM trains its IoU head,
     ``iou_weight`` times the MSE between every output's predicted IoU and the IoU it reaches.
     Returns ``loss``, ``bce``, ``dice`` and ``iou_mse`` (scalars)."""
-    parts = [mask_losses(logits, t.masks.to(logits.device)) for (logits, _), t in zip(outputs, targets)]
+    parts = [mask_losses(logits, t.masks) for (logits, _), t in zip(outputs, targets)]
     bce, dice, iou = (torch.cat(items) for items in zip(*parts))
     iou_pred = torch.cat([pred.float() for _, pred in outputs])
     total = train.bce_weight * bce + train.dice_weight * dice
@@ -342,7 +343,7 @@ def correction_click(low_res: torch.Tensor, target: Targets, prompt_frame: int, 
         object the prediction missed, 0 on a pixel it covers wrongly, -1 (a point the prompt
         encoder ignores) where the prediction has no error.
     """
-    masks = target.masks.to(low_res.device)
+    masks = target.masks
     size = masks.shape[-1]
     predicted = F.interpolate(low_res.float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0] > 0
     errors = predicted != masks
@@ -352,7 +353,7 @@ def correction_click(low_res: torch.Tensor, target: Targets, prompt_frame: int, 
     scores = torch.rand(errors.shape, generator=clicks, device=errors.device).masked_fill_(~errors, -1.0)
     pick = scores.flatten(1).argmax(dim=1)
     labels = masks.flatten(1).gather(1, pick[:, None]).int()
-    labels[~errors.flatten(1).any(dim=1)] = -1
+    labels = torch.where(errors.flatten(1).any(dim=1, keepdim=True), labels, -1)  # no mask indexing: no sync
     coords = torch.stack([pick % size, pick // size], dim=1).float() * (prompt_frame / size)
     return coords[:, None], labels
 
@@ -582,17 +583,33 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
     def seconds() -> float:
         return state.seconds + time.perf_counter() - began
 
+    def settle(lag: int = 0) -> None:
+        """Read the steps launched but not read, all but the last ``lag``: check, log and show their losses."""
+        while len(launched) > lag:
+            done = launched.popleft()
+            values = done.read()
+            if not math.isfinite(values["loss"]):
+                raise TrainingDiverged(
+                    f"training diverged at step {done.step} (epoch {done.epoch}): loss is {values['loss']}; "
+                    f"try a lower train.lr (now {train.lr}) or train.grad_clip")
+            state.loss = values["loss"]
+            if step_log is not None and (done.step % train.log_every == 0 or done.step == setup.steps):
+                step_log.write(step=done.step, epoch=done.epoch, lr=done.lr, seconds=round(seconds(), 4), **values)
+            bar.set_postfix(loss=f"{state.loss:.4f}", img_s=f"{images_seen / (time.perf_counter() - began):.1f}")
+
     def at_step_boundary() -> None:
         nonlocal latest
-        due, stop = setup.world.any_of([points is not None and points.due(), stop_requested()], setup.device)
+        due, stop = setup.world.any_of([points is not None and points.due(), stop_requested()])
         # a point at this step exists already when the run resumed here and has not stepped since
         if (due or stop) and points is not None and state.order is not None and points.written_step != state.step:
+            settle()
             latest = points.write(state, seconds())
         if stop:
             clear_stop()
             raise StopRequested(state.step, latest)
 
     loader = setup.loader
+    launched: Deque[StepValues] = deque()
     try:
         with stop_on_interrupt():
             at_step_boundary()  # a stop asked before the loop began (in any process) stops it before its first step
@@ -600,23 +617,17 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
                 start_epoch(setup, state, epoch, train.freeze)
                 for images, depths, targets in itertools.islice(loader, setup.steps - state.step):
                     multimask = bool(state.step_rng.random() < train.multimask_prob)
-                    losses = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
+                    values = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
                                         setup.device, state.clicks, world=setup.world, forward=setup.forward)
-                    loss_value = losses["loss"]
-                    if not math.isfinite(loss_value):
-                        raise TrainingDiverged(
-                            f"training diverged at step {state.step + 1} (epoch {epoch}): loss is {loss_value}; "
-                            f"try a lower train.lr (now {train.lr}) or train.grad_clip")
                     lr = train.lr * lr_factor(state.step, setup.steps, train.warmup_steps)
                     setup.scheduler.step()
-                    state.step, state.batch, state.loss = state.step + 1, state.batch + 1, loss_value
-                    if step_log is not None and (state.step % train.log_every == 0 or state.step == setup.steps):
-                        step_log.write(step=state.step, epoch=epoch, lr=lr, seconds=round(seconds(), 4), **losses)
+                    state.step, state.batch = state.step + 1, state.batch + 1
+                    launched.append(StepValues.start(values, state.step, epoch, lr))
                     images_seen += len(targets) * setup.world.size
+                    settle(lag=launched[-1].lag)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.4f}",
-                                    img_s=f"{images_seen / (time.perf_counter() - began):.1f}")
                     at_step_boundary()
+                settle()
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, setup.model)
         if final_point and points is not None and points.every_s > 0 and points.written_step != state.step:
@@ -624,6 +635,44 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
     finally:
         bar.close()
     return state.step, state.loss, seconds()
+
+
+@dataclass
+class StepValues:
+    """A step's loss values on their way to the host without stalling the device.
+
+    On a GPU they are copied into pinned memory behind the step's kernels and read one step
+    later (``lag`` 1): by then the copy is done, and the next step is already queued, so the
+    GPU never waits for the host to launch it. On the CPU they are read at once.
+    """
+
+    step: int
+    epoch: int
+    lr: float
+    names: List[str]
+    host: torch.Tensor
+    copied: Optional["torch.cuda.Event"] = None
+
+    @classmethod
+    def start(cls, values: Dict[str, torch.Tensor], step: int, epoch: int, lr: float) -> "StepValues":
+        names = list(values)
+        stacked = torch.stack([values[name].detach().float() for name in names])
+        if not stacked.is_cuda:
+            return cls(step, epoch, lr, names, stacked)
+        host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
+        host.copy_(stacked, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        return cls(step, epoch, lr, names, host, copied)
+
+    @property
+    def lag(self) -> int:
+        return 0 if self.copied is None else 1
+
+    def read(self) -> Dict[str, float]:
+        if self.copied is not None:
+            self.copied.synchronize()
+        return dict(zip(self.names, self.host.tolist()))
 
 
 def start_epoch(setup: Setup, state: Progress, epoch: int, frozen: Sequence[str]) -> None:
@@ -645,7 +694,9 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
                forward: Optional[nn.Module] = None) -> Dict[str, float]:
     """One optimiser step on a batch (this process's share of it with several processes); returns
     the step's ``loss``, ``bce``, ``dice`` and ``iou_mse`` over the global batch (means over the
-    interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks).
+    interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks), as 0-d
+    tensors on ``device``: nothing in the step waits for the device (read them with
+    :class:`StepValues`), so a GPU always has the step's work queued.
 
     ``forward`` runs the step's forward pass: :attr:`Setup.forward` (in DistributedDataParallel with
     several processes); default :class:`Rounds` of ``model``. Images without any mask are left
@@ -656,26 +707,33 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
     forward = forward if forward is not None else Rounds(model)
     keep = [i for i, t in enumerate(targets) if t.masks.shape[0]]
     masks = sum(targets[i].masks.shape[0] for i in keep)
-    total = world.sum(masks, device)
+    total = world.sum(masks)
     if not total:
-        return {"loss": 0.0, "bce": 0.0, "dice": 0.0, "iou_mse": 0.0}
+        return {name: torch.zeros((), device=device) for name in ("loss", "bce", "dice", "iou_mse")}
     if keep:
         targets = [targets[i] for i in keep]
     else:  # its BatchNorm statistics still count in this step, where one process would leave the image out
         keep, targets = [0], [blank_target(targets[0])]
-    images = images[keep].to(device, non_blocking=True)
-    depths = depths[keep].to(device, non_blocking=True) if depths is not None else None
+    # the loader's pinned batch goes over whole, without waiting; images without masks are left out there
+    images = on_device(images, keep, device)
+    depths = on_device(depths, keep, device) if depths is not None else None
+    targets = [target.to(device) for target in targets]
     with autocast(device, train.precision):
         rounds = forward(images, depths, targets, multimask, train, device, clicks)
     loss, values = world.reduce_losses(rounds_loss(rounds, targets, train), masks, total)
-    if not math.isfinite(values["loss"]):
-        return {"loss": values["loss"], "bce": float("nan"), "dice": float("nan"), "iou_mse": float("nan")}
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if train.grad_clip > 0:  # on the gradients reduced over the processes: the global batch's norm
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], train.grad_clip)
     optimizer.step()
     return values
+
+
+def on_device(batch: torch.Tensor, keep: List[int], device: torch.device) -> torch.Tensor:
+    """The rows ``keep`` of a ``(B, ...)`` batch on ``device``: moved whole (a pinned batch without
+    waiting), then indexed there, since indexing first would make an unpinned copy."""
+    batch = batch.to(device, non_blocking=True)
+    return batch if len(keep) == len(batch) else batch[torch.tensor(keep, device=device)]
 
 
 def blank_target(target: Targets) -> Targets:

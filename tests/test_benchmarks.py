@@ -51,3 +51,54 @@ def test_resume_cost_prints_the_demo_s_write_against_its_training_between_two_po
     assert float(demo["cost"].rstrip(" %")) == pytest.approx(100 * float(demo["write (s)"]) / 30, rel=0.02, abs=2e-3)
     assert demo["training between points"].startswith("0.5 min (") and "steps)" in demo["training between points"]
     assert list(tmp_path.iterdir()) == [tmp_path / "cache"]  # its points are written in a folder it removes
+
+
+def test_the_batch_search_tries_multimask_and_the_timing_steps_down_on_out_of_memory(monkeypatch, capsys):
+    throughput = load_benchmark("throughput")
+    model = throughput.build_model("efficientvit-sam-demo")
+    optimizer = torch.optim.AdamW(model.parameters())
+    tried = []
+
+    def step(model, optimizer, images, depths, targets, multimask, *rest):
+        tried.append((len(images), multimask))
+        if len(images) * (2 if multimask else 1) > 4:  # multimask output needs twice the memory here
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return {}
+
+    monkeypatch.setattr(throughput, "train_step", step)
+    assert throughput.largest_batch(model, optimizer, 2, torch.device("cpu"), 1, 8) == 2
+    assert {multimask for _, multimask in tried} == {True}
+    batch, images_s = throughput.fitting_images_per_second(model, optimizer, 8, 2, 2, torch.device("cpu"))
+    assert batch == 2 and images_s > 0
+    assert "batch 8 ran out of memory while timed; timing 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_gpu_check_trains_on_two_processes_where_two_gpus_are_visible(tmp_path, gpus):
+    """The script's logic, with every program it starts replaced by a stub that records its arguments."""
+    import os
+    import subprocess
+
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    calls = tmp_path / "calls.txt"
+    for name in ("python", "torchrun", "fusionlab", "nvidia-smi"):
+        stub = stubs / name
+        stub.write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> "{calls}"\n'
+                        f'[[ "$*" == *device_count* ]] && echo {gpus}\nexit 0\n')
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "OUT": str(tmp_path / "out"),
+           "FUSIONLAB_CACHE": str(tmp_path / "cache")}
+
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    torchruns = [line for line in calls.read_text().splitlines() if line.startswith("torchrun ")]
+    if gpus == 2:
+        assert "torchrun_2gpu rc=0" in summary
+        assert [line.split("--nproc_per_node ")[1].split()[0] for line in torchruns] == ["2"]
+    else:
+        assert "torchrun_2gpu not run: 1 GPU visible; the two-process path (NCCL, DDP, SyncBatchNorm) needs 2" in summary
+        assert [line.split("--nproc_per_node ")[1].split()[0] for line in torchruns] == ["1"]

@@ -64,6 +64,20 @@ class Targets:
     points: Optional[torch.Tensor]
     input_size: Tuple[int, int]
 
+    def to(self, device: torch.device) -> "Targets":
+        """On ``device``, each tensor copied once and without waiting (from pinned memory, see :meth:`pin_memory`)."""
+        def move(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if tensor is None else tensor.to(device, non_blocking=True)
+
+        return Targets(move(self.masks), move(self.boxes), move(self.points), self.input_size)
+
+    def pin_memory(self) -> "Targets":
+        """In page-locked memory: what a DataLoader with ``pin_memory=True`` calls on each batch's targets."""
+        def pin(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return None if tensor is None else tensor.pin_memory()
+
+        return Targets(pin(self.masks), pin(self.boxes), pin(self.points), self.input_size)
+
     def prompt(self, device: torch.device) -> dict:
         """The prompt dict :meth:`EfficientViTSam.forward` takes (all points are positive)."""
         if self.boxes is not None:

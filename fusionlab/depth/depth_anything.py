@@ -133,10 +133,8 @@ class DepthAnythingDepth(DepthSource):
             self.release()
 
     def fill(self, dataset: Any, progress: bool = True) -> Dict[str, int]:
-        try:
-            return self.predict_missing(dataset, progress, during_run=False)
-        finally:
-            self.release()
+        """Fill the cache ahead of runs; the model stays loaded for the next split (``fusionlab depth``)."""
+        return self.predict_missing(dataset, progress, during_run=False)
 
     def release(self) -> None:
         """Let the model go (loaded again if a map is ever missing), and its GPU memory with it."""
