@@ -100,5 +100,6 @@ def test_gpu_check_trains_on_two_processes_where_two_gpus_are_visible(tmp_path, 
         assert "torchrun_2gpu rc=0" in summary
         assert [line.split("--nproc_per_node ")[1].split()[0] for line in torchruns] == ["2"]
     else:
-        assert "torchrun_2gpu not run: 1 GPU visible; the two-process path (NCCL, DDP, SyncBatchNorm) needs 2" in summary
+        assert ("torchrun_2gpu not run: 1 GPU visible; the two-process path (NCCL, DDP, SyncBatchNorm) "
+                "needs 2") in summary
         assert [line.split("--nproc_per_node ")[1].split()[0] for line in torchruns] == ["1"]

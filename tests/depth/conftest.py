@@ -3,7 +3,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: tests never reach the hub
 
-from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
