@@ -563,7 +563,8 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
               start: Optional[Point] = None, final_point: bool = False) -> Tuple[int, float, float]:
     """The loop over epochs and batches until ``setup.steps``; returns ``(steps taken, last loss,
     seconds)``, the loss of the global batch. Raises :class:`TrainingDiverged` on a NaN or infinite
-    loss. ``step_log``: None in the processes that do not write the run folder.
+    loss (on a GPU once the next step is queued: losses are read one step late, see
+    :class:`StepValues`). ``step_log``: None in the processes that do not write the run folder.
 
     ``points`` writes resume points when due, and when a stop is requested (then
     :class:`StopRequested` is raised); ``start``: the point to continue from (restored first);
@@ -600,9 +601,10 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
     def at_step_boundary() -> None:
         nonlocal latest
         due, stop = setup.world.any_of([points is not None and points.due(), stop_requested()])
+        if due or stop:
+            settle()  # the point holds the last step's loss, and its log row is written
         # a point at this step exists already when the run resumed here and has not stepped since
         if (due or stop) and points is not None and state.order is not None and points.written_step != state.step:
-            settle()
             latest = points.write(state, seconds())
         if stop:
             clear_stop()
