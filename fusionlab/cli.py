@@ -213,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fusionlab.config import load_run_config
     from fusionlab.distributed import is_main_process
     from fusionlab.evaluate import evaluate, write_result
+    from fusionlab.loggers import log_results, result_scalars
     from fusionlab.train import DONE_FILE, StopRequested, train
 
     config = load_run_config(args.config, args.set or [])
@@ -238,6 +239,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                f"final loss {result.final_loss:.4f}")
     evaluation = evaluate(result.model, config)
     write_result(work, evaluation)
+    if is_main_process():
+        log_results(config, work, result.steps, result_scalars(evaluation.metrics))
     if finished and is_main_process():
         swap_in(work, folder)
     scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))

@@ -52,6 +52,7 @@ from fusionlab.data.training import (EpochBatches, InputFrame, PromptedImages, T
 from fusionlab.depth import build_depth_source
 from fusionlab.distributed import SINGLE, RankBatches, World, join, rank_seed
 from fusionlab.errors import FusionlabError
+from fusionlab.loggers import open_run_loggers
 from fusionlab.models import EfficientViTSam, save_checkpoint
 from fusionlab.models.parts import PARTS, part_modules
 from fusionlab.models.speed import apply_speed_options
@@ -496,7 +497,8 @@ def open_run_folder(run_dir: Path, config: RunConfig) -> None:
 
 def train(config: RunConfig, run_dir: Path, progress: bool = True,
           on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]] = None,
-          keep_resume_points: bool = False) -> TrainResult:
+          keep_resume_points: bool = False,
+          on_log: Optional[Callable[[int, int, Dict[str, float]], None]] = None) -> TrainResult:
     """Train the model of ``config`` and write the run folder ``run_dir``, continuing the run a resume point
     there holds.
 
@@ -515,6 +517,9 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
             the run is complete, for a caller with more to do that must not train again if it
             is stopped (a sweep cell, which removes them once its results are recorded); by
             default they are deleted once ``train_done.json`` is written.
+        on_log: called as ``(step, steps, scalars)`` at every logged step (:func:`step_scalars`),
+            in the process that writes the run folder: a sweep cell's progress. ``train.loggers``
+            get the same scalars (:mod:`fusionlab.loggers`; a resumed run continues their runs).
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
         StopRequested: :func:`request_stop` or Ctrl-C stopped the run; its resume point is written.
@@ -537,12 +542,21 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
         log.info("resuming %s from step %d of %d (epoch %d, %d batches of it done; %s)", run_dir, start.step,
                  setup.steps, start.record["epoch"], start.record["batch"], start.path.name)
     step_log = StepLog(run_dir / "train_log.csv", after=start.step if start is not None else None) if main else None
+    loggers = open_run_loggers(config, run_dir, start.step if start is not None else None) if main else None
+    watch = None
+    if main and (config.train.loggers or on_log is not None):
+        def watch(step: int, scalars: Dict[str, float]) -> None:
+            loggers.log(step, scalars)
+            if on_log is not None:
+                on_log(step, setup.steps, scalars)
     try:
         steps, loss_value, wall_s = run_steps(setup, config.train, step_log, progress and main, on_epoch_end,
-                                              points, start, final_point=keep_resume_points)
+                                              points, start, final_point=keep_resume_points, watch=watch)
     finally:
         if step_log is not None:
             step_log.close()
+        if loggers is not None:
+            loggers.close()
     checkpoint = run_dir / "checkpoint.safetensors" if config.train.save_checkpoint else None
     if main and checkpoint is not None:
         save_checkpoint(setup.model, checkpoint, depth_source=setup.items.depth_source)
@@ -560,10 +574,12 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
 
 def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], progress: bool,
               on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]], points: Optional[ResumePoints] = None,
-              start: Optional[Point] = None, final_point: bool = False) -> Tuple[int, float, float]:
+              start: Optional[Point] = None, final_point: bool = False,
+              watch: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Tuple[int, float, float]:
     """The loop over epochs and batches until ``setup.steps``; returns ``(steps taken, last loss,
     seconds)``, the loss of the global batch. Raises :class:`TrainingDiverged` on a NaN or infinite
-    loss. ``step_log``: None in the processes that do not write the run folder.
+    loss. ``step_log``: None in the processes that do not write the run folder. ``watch(step,
+    scalars)``: called at the steps ``train_log.csv`` logs, with :func:`step_scalars`.
 
     ``points`` writes resume points when due, and when a stop is requested (then
     :class:`StopRequested` is raised); ``start``: the point to continue from (restored first);
@@ -608,15 +624,19 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
                         raise TrainingDiverged(
                             f"training diverged at step {state.step + 1} (epoch {epoch}): loss is {loss_value}; "
                             f"try a lower train.lr (now {train.lr}) or train.grad_clip")
-                    lr = train.lr * lr_factor(state.step, setup.steps, train.warmup_steps)
+                    factor = lr_factor(state.step, setup.steps, train.warmup_steps)
                     setup.scheduler.step()
                     state.step, state.batch, state.loss = state.step + 1, state.batch + 1, loss_value
-                    if step_log is not None and (state.step % train.log_every == 0 or state.step == setup.steps):
-                        step_log.write(step=state.step, epoch=epoch, lr=lr, seconds=round(seconds(), 4), **losses)
                     images_seen += len(targets) * setup.world.size
+                    images_per_s = images_seen / (time.perf_counter() - began)
+                    logged = state.step % train.log_every == 0 or state.step == setup.steps
+                    if step_log is not None and logged:
+                        step_log.write(step=state.step, epoch=epoch, lr=train.lr * factor,
+                                       seconds=round(seconds(), 4), **losses)
+                    if watch is not None and logged:
+                        watch(state.step, step_scalars(setup, losses, epoch, factor, images_per_s))
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.4f}",
-                                    img_s=f"{images_seen / (time.perf_counter() - began):.1f}")
+                    bar.set_postfix(loss=f"{loss_value:.4f}", img_s=f"{images_per_s:.1f}")
                     at_step_boundary()
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, setup.model)
@@ -625,6 +645,20 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
     finally:
         bar.close()
     return state.step, state.loss, seconds()
+
+
+def step_scalars(setup: Setup, losses: Dict[str, float], epoch: int, lr_factor: float,
+                 images_per_s: float) -> Dict[str, float]:
+    """What the loggers follow at a logged step: the loss and its parts (``train/loss`` …,
+    ``train/grad_norm`` with clipping), ``train/epoch``, ``train/img_s`` (this session's mean), the
+    learning rate of each part (``lr/<part>``) and each fusion block's gates (``gate/<point>/<name>``,
+    :meth:`~fusionlab.fusion.base.FusionBlock.gates`)."""
+    scalars = {f"train/{name}": float(value) for name, value in losses.items()}
+    scalars.update({"train/epoch": float(epoch), "train/img_s": images_per_s})
+    scalars.update({f"lr/{group['part']}": group["initial_lr"] * lr_factor for group in setup.optimizer.param_groups})
+    for point, block in setup.model.fusions.items():
+        scalars.update({f"gate/{point}/{name}": value for name, value in block.gates().items()})
+    return scalars
 
 
 def start_epoch(setup: Setup, state: Progress, epoch: int, frozen: Sequence[str]) -> None:
@@ -646,7 +680,8 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
                forward: Optional[nn.Module] = None) -> Dict[str, float]:
     """One optimiser step on a batch (this process's share of it with several processes); returns
     the step's ``loss``, ``bce``, ``dice`` and ``iou_mse`` over the global batch (means over the
-    interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks).
+    interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks) and, with
+    ``train.grad_clip``, ``grad_norm``: the gradients' norm before clipping.
 
     ``forward`` runs the step's forward pass: :attr:`Setup.forward` (in DistributedDataParallel with
     several processes); default :class:`Rounds` of ``model``. Images without any mask are left
@@ -673,10 +708,12 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
         return {"loss": values["loss"], "bce": float("nan"), "dice": float("nan"), "iou_mse": float("nan")}
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    norm = None
     if train.grad_clip > 0:  # on the gradients reduced over the processes: the global batch's norm
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], train.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                              train.grad_clip)
     optimizer.step()
-    return values
+    return values if norm is None else {**values, "grad_norm": float(norm)}
 
 
 def blank_target(target: Targets) -> Targets:
