@@ -54,7 +54,8 @@ on a SLURM cluster (see docs/slurm.md):
 
 exit codes: 0 every cell complete (--slurm: submitted), 2 bad input, 3 some cells did not complete (see
 trials.csv).
-Watch a running sweep: fusionlab status results/fusion --watch (see docs/watching.md)
+Watch a running sweep: fusionlab status results/fusion --watch; its study: optuna-dashboard
+sqlite:///results/fusion/study.db; each cell's curves: train.loggers (see docs/watching.md)
 """
 
 

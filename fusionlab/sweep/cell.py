@@ -33,7 +33,7 @@ from fusionlab.errors import FusionlabError
 from fusionlab.loggers import IDENTITY_FILE, RunIdentity, log_results, result_scalars
 from fusionlab.loggers.tensorboard import FOLDER as TENSORBOARD_FOLDER
 from fusionlab.resume import FOLDER as RESUME_FOLDER
-from fusionlab.resume import point_files, remove_points
+from fusionlab.resume import newest_point, point_files, remove_points, step_of
 from fusionlab.results import METRIC_COLUMNS, numeric_metrics, write_evaluation
 from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.config import Cell, LatencySection, SweepConfig
@@ -67,7 +67,8 @@ def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -
         take_over_points(store, sweep, cell, trial.number, folder)
     except OSError as exc:
         folder_error = exc
-    progress = CellProgress()
+    point = newest_point(folder) if folder_error is None else None
+    progress = CellProgress(resumed_from=step_of(point) if point is not None else 0)
     if folder_error is None:
         with trial_log(folder / "log.txt"), heartbeat(store, trial.number, sweep.heartbeat.interval, progress.attrs):
             log.info("trial %d: variant %s, seed %d, cell %s", trial.number, cell.variant.name, cell.seed, cell.key)

@@ -164,7 +164,7 @@ def _row(cell: CellStatus, now: float) -> tuple:
     step = attrs.get(trial_attrs.TRAIN_STEPS) if cell.state == "COMPLETE" else progress.get("step")
     steps = attrs.get(trial_attrs.TRAIN_STEPS) if cell.state == "COMPLETE" else progress.get("steps")
     loss = attrs.get(trial_attrs.FINAL_LOSS) if cell.state == "COMPLETE" else progress.get("loss")
-    resumed = attrs.get(trial_attrs.RESUMED_FROM_STEP)
+    resumed = attrs.get(trial_attrs.RESUMED_FROM_STEP, progress.get("resumed_from"))
     error = str(attrs.get(trial_attrs.ERROR, ""))
     return (cell.variant, str(cell.seed), cell.state, str(cell.trial.number) if cell.trial else "-", worker,
             str(attrs.get(trial_attrs.DEVICE, "-")), f"{step}/{steps}" if step is not None else "-",

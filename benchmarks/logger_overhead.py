@@ -1,0 +1,87 @@
+"""What the loggers cost: the demo's training step with TensorBoard, W&B (offline) and MLflow on, against off.
+
+    python benchmarks/logger_overhead.py                  # 3 rounds of 20 steps each way
+    python benchmarks/logger_overhead.py --steps 40 --rounds 5 --threads 1
+
+The demo sweep's RGB-D cell (``ablations/fusion.yaml``, variant ``add``, seed 0) trains ``--steps``
+steps through :func:`fusionlab.train.train` into a temporary folder, with ``train.loggers`` empty
+and with all three, one after the other, ``--rounds`` times (the order alternating, so that a slower
+moment of a shared machine falls on both). Every step is logged (``train.log_every: 1``, the default
+and the worst case). The step time is the loop's own (``TrainResult.wall_s`` / steps: opening and
+closing the loggers, once per run, are left out; a first, untimed run warms up); the ratio is the median step with loggers over
+the median without (target: at most 1.03). W&B runs offline; MLflow writes its sqlite store in the
+temporary folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from fusionlab.sweep import load_sweep
+from fusionlab.train import train
+
+DEMO = Path(__file__).resolve().parents[1] / "ablations" / "fusion.yaml"
+LOGGERS = ["tensorboard", "wandb", "mlflow"]
+COLUMNS = ("loggers", "runs", "steps each", "median step (ms)", "ratio")
+
+
+def step_seconds(loggers: List[str], steps: int, folder: Path) -> float:
+    """Seconds per step of the demo's RGB-D cell trained ``steps`` steps with ``loggers``, into ``folder``."""
+    cell = next(c for c in load_sweep(str(DEMO)).cells() if c.variant.name == "add" and c.seed == 0)
+    config = cell.run_config()
+    config.train.steps, config.train.max_steps, config.train.device = steps, None, "cpu"
+    config.train.save_checkpoint, config.train.resume_every, config.train.loggers = False, 0.0, loggers
+    result = train(config, folder, progress=False)
+    return result.wall_s / result.steps
+
+
+def measure(steps: int, rounds: int, scratch: Path) -> Dict[str, List[float]]:
+    """Step seconds per run, off and on, the order alternating round by round, after a warm-up run (not
+    timed: the data cache and the first steps' allocations would fall on the first mode alone)."""
+    step_seconds([], 2, scratch / "warm-up")
+    times: Dict[str, List[float]] = {"off": [], "on": []}
+    for i in range(rounds):
+        for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
+            times[mode].append(step_seconds(LOGGERS if mode == "on" else [], steps, scratch / f"{mode}-{i}"))
+    return times
+
+
+def print_table(times: Dict[str, List[float]], steps: int) -> None:
+    off = statistics.median(times["off"])
+    rows = [(label, str(len(times[mode])), str(steps), f"{statistics.median(times[mode]) * 1e3:.1f}",
+             f"{statistics.median(times[mode]) / off:.3f}")
+            for mode, label in (("off", "none"), ("on", " + ".join(LOGGERS)))]
+    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    for i, values in enumerate([COLUMNS, *rows]):
+        print("| " + " | ".join(v.ljust(w) if j == 0 else v.rjust(w)
+                                for j, (v, w) in enumerate(zip(values, widths))) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) if j == 0 else "-" * (w + 1) + ":" for j, w in enumerate(widths)) + "|")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs each way (the median is reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the store in the scratch folder, never a user's server
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+          f"torch {torch.__version__}", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        times = measure(args.steps, args.rounds, Path(scratch))
+    print_table(times, args.steps)
+
+
+if __name__ == "__main__":
+    main()
