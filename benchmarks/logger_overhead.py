@@ -8,9 +8,9 @@ steps through :func:`fusionlab.train.train` into a temporary folder, with ``trai
 and with all three, one after the other, ``--rounds`` times (the order alternating, so that a slower
 moment of a shared machine falls on both). Every step is logged (``train.log_every: 1``, the default
 and the worst case). The step time is the loop's own (``TrainResult.wall_s`` / steps: opening and
-closing the loggers, once per run, are left out; a first, untimed run warms up); the ratio is the median step with loggers over
-the median without (target: at most 1.03). W&B runs offline; MLflow writes its sqlite store in the
-temporary folder.
+closing the loggers, once per run, are left out; a first, untimed run warms up); the ratio is the
+median step with loggers over the median without (target: at most 1.03). W&B runs offline; MLflow
+writes its sqlite store in the temporary folder.
 """
 from __future__ import annotations
 

@@ -277,7 +277,7 @@ class TrainSection:
             ``tensorboard``, ``wandb`` and ``mlflow`` (each an extra: ``pip install
             'fusionlab[loggers]'``), every ``log_every`` steps and with the final metrics and costs
             (see :mod:`fusionlab.loggers` and docs/watching.md). W&B runs offline unless
-            ``WANDB_MODE`` or ``WANDB_API_KEY`` says otherwise; MLflow writes ``mlflow.db`` beside
+            ``WANDB_MODE`` or a W&B login says otherwise; MLflow writes ``mlflow.db`` beside
             the run (a sweep's: in its results folder) unless ``MLFLOW_TRACKING_URI`` is set.
     """
 

@@ -98,7 +98,11 @@ def open_loggers(kinds: Sequence[str], run_dir: Path, hparams: Dict[str, Any], r
     ``start_step``, which the run takes again); otherwise start new ones. The ids are written back.
     ``hparams``: the run's flattened config and seed, recorded once per new run.
     """
-    identity = RunIdentity.of(run_dir)
+    try:
+        identity = RunIdentity.of(run_dir)
+    except (OSError, ValueError, TypeError) as exc:  # a damaged loggers.json: new runs, not a failed training
+        log.warning("%s unreadable (%s); the loggers start new runs", Path(run_dir) / IDENTITY_FILE, exc)
+        identity, resume = RunIdentity(Path(run_dir).resolve().name, None, str(Path(run_dir).resolve())), False
     if not resume:
         identity.ids = {}
     trackers = {}
@@ -111,8 +115,10 @@ def open_loggers(kinds: Sequence[str], run_dir: Path, hparams: Dict[str, Any], r
             continue
         if getattr(trackers[kind], "run_id", None):
             identity.ids[kind] = trackers[kind].run_id
-    if kinds:
+    try:
         identity.write(run_dir)
+    except OSError as exc:
+        log.warning("cannot write %s (%s); a resumed run will log to new runs", Path(run_dir) / IDENTITY_FILE, exc)
     return Loggers(trackers)
 
 

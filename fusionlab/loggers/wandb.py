@@ -1,21 +1,32 @@
 """Weights & Biases: one run per training run, offline unless the user's settings say otherwise.
 
 Offline runs are files under ``<root>/wandb/`` (``wandb sync <root>/wandb/offline-run-*`` uploads
-them; ``wandb leet inspect`` reads them). Online when ``WANDB_MODE`` says so, or when
-``WANDB_API_KEY`` is set; ``WANDB_PROJECT`` names the project (default ``fusionlab``).
+them; ``wandb leet inspect`` reads them). Online when ``WANDB_MODE`` says so, or when the user is
+logged in (:func:`mode`); ``WANDB_PROJECT`` names the project (default ``fusionlab``).
 """
 from __future__ import annotations
 
+import netrc
 import os
 import uuid
+from urllib.parse import urlparse
 from typing import Any, Dict, Optional
 
 from fusionlab.loggers import RunIdentity
 
 
 def mode() -> str:
-    """``WANDB_MODE`` if set; else online with an API key in the environment, offline without."""
-    return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    """``WANDB_MODE`` if set; else online when the user is logged in (an API key in the environment, or
+    ``wandb login``'s entry in ``~/.netrc``), offline otherwise."""
+    return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") or _netrc_key() else "offline")
+
+
+def _netrc_key() -> bool:
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 class WandbLogger:
