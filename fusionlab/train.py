@@ -647,15 +647,15 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
     return state.step, state.loss, seconds()
 
 
-def step_scalars(setup: Setup, losses: Dict[str, float], epoch: int, lr_factor: float,
+def step_scalars(setup: Setup, losses: Dict[str, float], epoch: int, factor: float,
                  images_per_s: float) -> Dict[str, float]:
     """What the loggers follow at a logged step: the loss and its parts (``train/loss`` …,
     ``train/grad_norm`` with clipping), ``train/epoch``, ``train/img_s`` (this session's mean), the
-    learning rate of each part (``lr/<part>``) and each fusion block's gates (``gate/<point>/<name>``,
-    :meth:`~fusionlab.fusion.base.FusionBlock.gates`)."""
+    learning rate of each part (``lr/<part>``: its base rate times the schedule's ``factor`` of the
+    step) and each fusion block's gates (``gate/<point>/<name>``, :meth:`~fusionlab.fusion.base.FusionBlock.gates`)."""
     scalars = {f"train/{name}": float(value) for name, value in losses.items()}
     scalars.update({"train/epoch": float(epoch), "train/img_s": images_per_s})
-    scalars.update({f"lr/{group['part']}": group["initial_lr"] * lr_factor for group in setup.optimizer.param_groups})
+    scalars.update({f"lr/{group['part']}": group["initial_lr"] * factor for group in setup.optimizer.param_groups})
     for point, block in setup.model.fusions.items():
         scalars.update({f"gate/{point}/{name}": value for name, value in block.gates().items()})
     return scalars

@@ -136,3 +136,29 @@ def test_each_cell_is_one_run_in_each_logger_with_the_numbers_of_trials_csv(watc
         events.Reload()
         assert events.Scalars("eval/box_miou")[-1].value == pytest.approx(row["box_miou"], rel=1e-6)
         assert events.Scalars("train/loss")[-1].step == STEPS
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_status_reads_the_progress_heartbeats_write_on_every_storage(kind, tmp_path, request, capsys):
+    from fusionlab.sweep import trial_attrs
+    from fusionlab.sweep.progress import CellProgress
+    from fusionlab.sweep.store import Store, bind_results, claim, heartbeat
+
+    url = {"sqlite": f"sqlite:///{tmp_path}/study.db", "journal": f"journal:{tmp_path}/study.log"}.get(kind) or \
+        request.getfixturevalue("postgres_url")
+    store, results = Store(url, "tiny"), tmp_path / "results" / "tiny"
+    bind_results(results, store)
+    trial = claim(store, "add/seed=0/abcd1234", {trial_attrs.VARIANT: "add", trial_attrs.SEED: 0,
+                                                 trial_attrs.DEVICE: "cuda:1"})
+    progress = CellProgress(resumed_from=20)
+    with heartbeat(store, trial.number, 1, progress.attrs):
+        progress.update(30, 100, {"train/loss": 0.5, "train/img_s": 12.0})
+        time.sleep(1.5)
+        progress.update(40, 100, {"train/loss": 0.25, "train/img_s": 12.5})
+        time.sleep(1.5)
+
+    assert main(["status", str(results), "--storage", url]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    worker = f"{os.uname().nodename}:{os.getpid()}"  # the claiming process's
+    assert row[:8] == ["add", "0", "RUNNING", str(trial.number), worker, "cuda:1", "40/100", "0.2500"]
+    assert row[8] == "12.5" and row[11] == "20"  # img/s, resumed from
