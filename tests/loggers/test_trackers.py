@@ -117,3 +117,35 @@ def test_mlflow_run_has_params_histories_and_final_metrics(runs):
     numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     assert {k[len("eval/"):]: v for k, v in run.data.metrics.items() if k.startswith("eval/")} == \
         pytest.approx(numeric)
+
+
+def test_a_resumed_run_continues_its_runs_in_each_tracker(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from fusionlab.config import RunConfig, from_dict
+    from fusionlab.train import StopRequested, request_stop, train
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    data = tiny_run(["tensorboard", "wandb", "mlflow"])
+    data["train"]["steps"] = 4
+    config = from_dict(RunConfig, data, "run.yaml")
+
+    def stop_at_two(step, steps, scalars):
+        if step == 2:
+            request_stop()
+
+    with pytest.raises(StopRequested):
+        train(config, tmp_path, progress=False, on_log=stop_at_two)
+    ids = json.loads((tmp_path / "loggers.json").read_text())["ids"]
+    assert train(config, tmp_path, progress=False).resumed_from_step == 2
+
+    assert json.loads((tmp_path / "loggers.json").read_text())["ids"] == ids
+    assert {f.stem for f in (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")} == {f"run-{ids['wandb']}"}
+    client = MlflowClient(tracking_uri(str(tmp_path)))
+    assert len(client.search_runs([client.get_experiment_by_name("fusionlab").experiment_id])) == 1
+    assert [m.step for m in client.get_metric_history(ids["mlflow"], "train/loss")] == [1, 2, 3, 4]
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
