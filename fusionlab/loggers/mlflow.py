@@ -1,8 +1,9 @@
 """MLflow: experiment = the sweep, run = the cell, params = the run's flattened hyper-parameters.
 
 The store is ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<root>/mlflow.db`` (``mlflow ui
---backend-store-uri sqlite:///results/<sweep>/mlflow.db`` shows it). Metrics go out asynchronously,
-so the training step does not wait for the database.
+--backend-store-uri sqlite:///results/<sweep>/mlflow.db`` shows it). Metrics are gathered and sent
+every ``FLUSH_S`` seconds, asynchronously: one database transaction per batch rather than per logged
+step, and the training step never waits for the database.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from fusionlab.loggers import RunIdentity
 
 DATABASE = "mlflow.db"
 BATCH = 100  # MLflow takes at most 100 params per call
+METRICS_BATCH = 1000  # and at most 1000 metrics
+FLUSH_S = 10.0
 
 
 def tracking_uri(root: str) -> str:
@@ -55,19 +58,29 @@ class MlflowLogger:
             params = [Param(name, str(value)[:6000]) for name, value in hparams.items()]
             for start in range(0, len(params), BATCH):
                 self.client.log_batch(self.run_id, params=params[start:start + BATCH])
-        self.pending: List[Any] = []
+        self.gathered: List[Any] = []  # metrics not sent yet
+        self.sent = time.monotonic()
+        self.pending: List[Any] = []  # batches sent, perhaps not yet written
 
     def log(self, step: int, scalars: Dict[str, float]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(name, float(value), now, step) for name, value in scalars.items()]
-        self.pending.append(self.client.log_batch(self.run_id, metrics=metrics, synchronous=False))
+        self.gathered += [Metric(name, float(value), now, step) for name, value in scalars.items()]
+        if time.monotonic() - self.sent >= FLUSH_S or len(self.gathered) >= METRICS_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        for start in range(0, len(self.gathered), METRICS_BATCH):
+            batch = self.gathered[start:start + METRICS_BATCH]
+            self.pending.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+        self.gathered, self.sent = [], time.monotonic()
 
     def results(self, step: int, values: Dict[str, float]) -> None:
         self.log(step, values)
 
     def close(self) -> None:
+        self.flush()
         for operation in self.pending:
             operation.wait()
         self.pending = []
