@@ -11,8 +11,11 @@ and the worst case). The step time is the loop's own (``TrainResult.wall_s`` / s
 closing the loggers, once per run, are left out; a first, untimed run warms up): each step is
 timed from one logged step to the next, logging included. The ratios are of the median step with
 loggers over the median without (target: at most 1.03), and of the 10th percentiles: the steps
-least disturbed by other processes, the fairer figure on a shared machine. W&B runs offline;
-MLflow writes its sqlite store in the temporary folder.
+least disturbed by other processes. The CPU columns count the CPU time of the whole process (the
+training thread and the loggers' threads) and of its child processes (W&B's service) per step:
+what the loggers cost a machine whose cores are all busy, and the figure least moved by other
+processes on a shared machine (Linux: read from ``/proc``). W&B runs offline; MLflow writes its
+sqlite store in the temporary folder.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -32,20 +35,41 @@ from fusionlab.train import train
 
 DEMO = Path(__file__).resolve().parents[1] / "ablations" / "fusion.yaml"
 LOGGERS = ["tensorboard", "wandb", "mlflow"]
-COLUMNS = ("loggers", "runs", "steps each", "median step (ms)", "ratio", "p10 step (ms)", "p10 ratio")
+COLUMNS = ("loggers", "runs", "steps each", "median step (ms)", "ratio", "p10 step (ms)", "p10 ratio",
+           "CPU per step (ms)", "CPU ratio")
 
 
-def step_seconds(loggers: List[str], steps: int, folder: Path) -> List[float]:
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all its threads) and of its child processes, alive or not."""
+    tick, total = os.sysconf("SC_CLK_TCK"), time.process_time()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == os.getpid():
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total + sum(os.times()[2:4])
+
+
+def step_seconds(loggers: List[str], steps: int, folder: Path) -> Tuple[List[float], float]:
     """Seconds of each step but the first of the demo's RGB-D cell trained ``steps`` steps with ``loggers``
-    into ``folder``: the time between two logged steps (every step is logged)."""
+    into ``folder`` (the time between two logged steps: every step is logged), and the CPU seconds per step."""
     cell = next(c for c in load_sweep(str(DEMO)).cells() if c.variant.name == "add" and c.seed == 0)
     config = cell.run_config()
     config.train.steps, config.train.max_steps, config.train.device = steps, None, "cpu"
     config.train.save_checkpoint, config.train.resume_every, config.train.loggers = False, 0.0, loggers
     config.train.log_every = 1
     stamps: List[float] = []
-    train(config, folder, progress=False, on_log=lambda *_: stamps.append(time.perf_counter()))
-    return [after - before for before, after in zip(stamps, stamps[1:])]
+    cpu: List[float] = []
+
+    def stamp(step: int, *_: object) -> None:
+        stamps.append(time.perf_counter())
+        if step in (1, steps):
+            cpu.append(cpu_seconds())
+
+    train(config, folder, progress=False, on_log=stamp)
+    return [after - before for before, after in zip(stamps, stamps[1:])], (cpu[1] - cpu[0]) / (steps - 1)
 
 
 def percentile(values: List[float], share: float) -> float:
@@ -56,18 +80,22 @@ def measure(steps: int, rounds: int, scratch: Path) -> Dict[str, List[float]]:
     """Step seconds per run, off and on, the order alternating round by round, after a warm-up run (not
     timed: the data cache and the first steps' allocations would fall on the first mode alone)."""
     step_seconds([], 2, scratch / "warm-up")
-    times: Dict[str, List[float]] = {"off": [], "on": []}
+    times: Dict[str, List[float]] = {"off": [], "on": [], "off cpu": [], "on cpu": []}
     for i in range(rounds):
         for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
-            times[mode] += step_seconds(LOGGERS if mode == "on" else [], steps, scratch / f"{mode}-{i}")
+            wall, cpu = step_seconds(LOGGERS if mode == "on" else [], steps, scratch / f"{mode}-{i}")
+            times[mode] += wall
+            times[f"{mode} cpu"].append(cpu)
     return times
 
 
 def print_table(times: Dict[str, List[float]], steps: int, rounds: int) -> None:
     median, p10 = statistics.median(times["off"]), percentile(times["off"], 0.1)
+    cpu = statistics.median(times["off cpu"])
     rows = [(label, str(rounds), str(steps), f"{statistics.median(times[mode]) * 1e3:.1f}",
              f"{statistics.median(times[mode]) / median:.3f}", f"{percentile(times[mode], 0.1) * 1e3:.1f}",
-             f"{percentile(times[mode], 0.1) / p10:.3f}")
+             f"{percentile(times[mode], 0.1) / p10:.3f}", f"{statistics.median(times[mode + ' cpu']) * 1e3:.1f}",
+             f"{statistics.median(times[mode + ' cpu']) / cpu:.3f}")
             for mode, label in (("off", "none"), ("on", " + ".join(LOGGERS)))]
     widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
     for i, values in enumerate([COLUMNS, *rows]):
