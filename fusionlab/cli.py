@@ -21,6 +21,7 @@ typical session:
   fusionlab list                                   what models, fusion blocks, depth encoders, depth sources,
                                                    datasets exist
   fusionlab sweep ablations/fusion.yaml            train + evaluate every variant x seed (resumable)
+  fusionlab status results/fusion --watch         which cell runs where, how far, ETA (while it runs)
   fusionlab report results/fusion                  LaTeX / Markdown / CSV tables and plots
   fusionlab train CONFIG.yaml --out results/runs/x one run; fusionlab eval CONFIG.yaml --checkpoint ...
   fusionlab predict --checkpoint ckpt.safetensors --image img.png --depth d.png --box 10,10,80,90 --out m.png
@@ -53,7 +54,8 @@ on a SLURM cluster (see docs/slurm.md):
 
 exit codes: 0 every cell complete (--slurm: submitted), 2 bad input, 3 some cells did not complete (see
 trials.csv).
-Watch a running study: optuna-dashboard sqlite:///results/fusion/study.db
+Watch a running sweep: fusionlab status results/fusion --watch; its study: optuna-dashboard
+sqlite:///results/fusion/study.db; each cell's curves: train.loggers (see docs/watching.md)
 """
 
 
@@ -213,6 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fusionlab.config import load_run_config
     from fusionlab.distributed import is_main_process
     from fusionlab.evaluate import evaluate, write_result
+    from fusionlab.loggers import log_results, result_scalars
     from fusionlab.train import DONE_FILE, StopRequested, train
 
     config = load_run_config(args.config, args.set or [])
@@ -238,6 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                f"final loss {result.final_loss:.4f}")
     evaluation = evaluate(result.model, config)
     write_result(work, evaluation)
+    if is_main_process():
+        log_results(config, work, result.steps, result_scalars(evaluation.metrics))
     if finished and is_main_process():
         swap_in(work, folder)
     scores = ", ".join(f"{k} {v:.2f}" for k, v in evaluation.metrics.items() if k.endswith("_miou"))
@@ -429,6 +434,30 @@ def _dry_run(sweep) -> list:
     return rows
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from fusionlab.sweep.status import folder_status, render, sweep_status
+
+    def read():
+        if Path(args.target).is_dir():
+            return folder_status(Path(args.target), args.storage)
+        from fusionlab.sweep import load_sweep
+
+        return sweep_status(load_sweep(args.target, args.set or [], args.storage))
+
+    if args.watch is None:
+        print(render(read()))
+        return 0
+    while True:  # until Ctrl-C, or every cell is complete
+        status = read()
+        print("\033[H\033[2J" + render(status) + f"\n(every {args.watch:g} s; Ctrl-C to stop)", flush=True)
+        if status.counts().get("COMPLETE", 0) == sum(status.counts().values()):
+            return 0
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return 0
+
+
 def _search(sweep, args: argparse.Namespace) -> int:
     from fusionlab.sweep.search import run_search
     from fusionlab.sweep.store import redact
@@ -571,6 +600,21 @@ def _add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def _add_status_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="one table of a sweep's cells while it runs: state, worker, step, loss, "
+                                      "img/s, ETA",
+                       description="Read a sweep's study (read-only, safe while its workers run; sqlite, PostgreSQL "
+                                   "or journal storage) and print one line per cell: state, worker host:pid and "
+                                   "device, step/steps, last loss, images/s, elapsed, ETA, the step it resumed "
+                                   "from, its error; then the totals and the sweep's ETA.")
+    p.add_argument("target", help="the sweep's results folder (results/<name>) or its YAML")
+    p.add_argument("--storage", metavar="URL", help="optuna storage (default: the YAML's, or the folder's store.json)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a sweep key (with a YAML)")
+    p.add_argument("--watch", type=float, nargs="?", const=5.0, metavar="SECONDS",
+                   help="refresh the table in place every SECONDS (default 5) until Ctrl-C or every cell is complete")
+    p.set_defaults(func=cmd_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusionlab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -616,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_depth_parser(sub)
 
     _add_sweep_parser(sub)
+    _add_status_parser(sub)
 
     p = sub.add_parser("report", help="tables (LaTeX, Markdown, CSV) and plots of a sweep's results",
                        description="Read results/<name>/ (sweep.json, trials.csv, per-instance IoUs) and write "
@@ -665,7 +710,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from fusionlab import processes
 
             processes.start_early()  # the workers' imports overlap this process's own
-        if args.command not in ("list", "report"):  # the commands that run torch
+        if args.command not in ("list", "report", "status"):  # the commands that run torch
             _use_threads(args.threads)
         return int(args.func(args) or 0)
     except FusionlabError as exc:

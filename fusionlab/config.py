@@ -29,12 +29,13 @@ from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Tuple
 import yaml
 
 from fusionlab.errors import FusionlabError
+from fusionlab.loggers.kinds import check_installed
 from fusionlab.models.config import SamConfig
 from fusionlab.models.parts import Part
 from fusionlab.typecheck import InputPath, check_fields, from_dict, path_role, yaml_key
 
 __all__ = ["DataSection", "DepthSection", "EvalSection", "ModelSection", "RunConfig", "TrainSection", "apply_override",
-           "cpu_threads", "file_digest", "from_dict", "load_run_config", "parse_prompts", "read_yaml", "resolve_device",
+           "cpu_threads", "effective_config", "file_digest", "from_dict", "load_run_config", "parse_prompts", "read_yaml", "resolve_device",
            "resolve_paths", "result_key", "set_dotted", "validate"]
 
 
@@ -189,6 +190,7 @@ class DepthSection:
 
 
 Precision = Literal["auto", "fp32", "bf16"]
+LoggerKind = Literal["tensorboard", "wandb", "mlflow"]
 # A device a config may name; whether this machine has it is checked when a run starts (resolve_device).
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 # What each number of the train section must be; NaN fails every comparison, so it is refused too.
@@ -277,6 +279,12 @@ class TrainSection:
             sweep cell whose worker stopped, continue from the last one. Minutes rather than
             steps, so that the cost stays a small share of any model's training; a stop request
             (Ctrl-C, a scheduler's signal) writes one at once.
+        loggers: experiment trackers that follow the run besides ``train_log.csv``, any of
+            ``tensorboard``, ``wandb`` and ``mlflow`` (each an extra: ``pip install
+            'fusionlab[loggers]'``), every ``log_every`` steps and with the final metrics and costs
+            (see :mod:`fusionlab.loggers` and docs/watching.md). W&B runs offline unless
+            ``WANDB_MODE`` or a W&B login says otherwise; MLflow writes ``mlflow.db`` beside
+            the run (a sweep's: in its results folder) unless ``MLFLOW_TRACKING_URI`` is set.
     """
 
     epochs: int = 4
@@ -310,6 +318,7 @@ class TrainSection:
     deterministic: bool = False
     devices_per_cell: int = 1
     resume_every: float = 10.0
+    loggers: List[LoggerKind] = field(default_factory=list)
 
     def check(self, where: str = "train") -> None:
         """One-line errors for option values the loop cannot run with, or that make no sense."""
@@ -327,6 +336,7 @@ class TrainSection:
         if self.compile and self.devices_per_cell > 1:
             raise FusionlabError(f"{where}.compile: true with devices_per_cell: {self.devices_per_cell} is refused: "
                                  f"{COMPILE_WITH_PROCESSES}")
+        check_installed(self.loggers, f"{where}.loggers")
 
 
 # why train.compile is refused with several processes (config check and torchrun alike)
@@ -433,7 +443,7 @@ def validate(config: RunConfig, source: str = "", training: bool = True) -> None
 # Fields that change where or how fast a run goes, or how it can be resumed, not its result: left
 # out of the result key (and so of a sweep's cell keys).
 RUNTIME_FIELDS = {"train": ("device", "num_workers", "save_checkpoint", "log_every", "channels_last", "compile",
-                            "devices_per_cell", "resume_every", "deterministic"),
+                            "devices_per_cell", "resume_every", "deterministic", "loggers"),
                   "eval": ("device", "prompt_batch")}
 # Architecture fields only the depth branch reads; with ``model.init_depth_from_rgb`` and
 # ``eval.drop_depth``, an RGB-only model never reads them: left out of its result key, so that
@@ -443,7 +453,12 @@ DEPTH_BRANCH_FIELDS = ("fusion_point", "fusion_kwargs", "depth_encoder", "depth_
 
 
 def result_key(config: RunConfig) -> str:
-    """8 hex digits over what decides a run's result but its seed: its effective config and the files it reads.
+    """8 hex digits over what decides a run's result but its seed: :func:`effective_config`."""
+    return hashlib.sha256(json.dumps(effective_config(config), sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def effective_config(config: RunConfig) -> Dict[str, Any]:
+    """What decides a run's result but its seed: its effective config and the files it reads (by digest).
 
     A sweep's cell key is made of it (:class:`fusionlab.sweep.config.Cell`), and a resume point
     records it (:mod:`fusionlab.resume`). Left out: the seed, where and how fast the run goes
@@ -481,7 +496,7 @@ def result_key(config: RunConfig) -> str:
         architecture["depth_encoder_kwargs"]["pretrained"] = file_digest(Path(pretrained))
     if config.eval.detections and Path(config.eval.detections).is_file():
         data["eval"]["detections"] = file_digest(Path(config.eval.detections))
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return data
 
 
 _DIGESTS: Dict[Tuple[str, int, int], str] = {}

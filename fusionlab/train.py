@@ -54,6 +54,7 @@ from fusionlab.depth import build_depth_source
 from fusionlab.depth.precompute import prepare_for_run
 from fusionlab.distributed import SINGLE, RankBatches, World, join, rank_seed
 from fusionlab.errors import FusionlabError
+from fusionlab.loggers import open_run_loggers
 from fusionlab.models import EfficientViTSam, save_checkpoint
 from fusionlab.models.parts import PARTS, part_modules
 from fusionlab.models.speed import apply_speed_options
@@ -496,7 +497,8 @@ def open_run_folder(run_dir: Path, config: RunConfig) -> None:
 
 def train(config: RunConfig, run_dir: Path, progress: bool = True,
           on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]] = None,
-          keep_resume_points: bool = False) -> TrainResult:
+          keep_resume_points: bool = False,
+          on_log: Optional[Callable[[int, int, Dict[str, float]], None]] = None) -> TrainResult:
     """Train the model of ``config`` and write the run folder ``run_dir``, continuing the run a resume point
     there holds.
 
@@ -515,6 +517,9 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
             the run is complete, for a caller with more to do that must not train again if it
             is stopped (a sweep cell, which removes them once its results are recorded); by
             default they are deleted once ``train_done.json`` is written.
+        on_log: called as ``(step, steps, scalars)`` at every logged step (:func:`step_scalars`),
+            in the process that writes the run folder: a sweep cell's progress. ``train.loggers``
+            get the same scalars (:mod:`fusionlab.loggers`; a resumed run continues their runs).
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
         StopRequested: :func:`request_stop` or Ctrl-C stopped the run; its resume point is written.
@@ -537,12 +542,21 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
         log.info("resuming %s from step %d of %d (epoch %d, %d batches of it done; %s)", run_dir, start.step,
                  setup.steps, start.record["epoch"], start.record["batch"], start.path.name)
     step_log = StepLog(run_dir / "train_log.csv", after=start.step if start is not None else None) if main else None
+    loggers = open_run_loggers(config, run_dir, start.step if start is not None else None) if main else None
+    watch = None
+    if main and (config.train.loggers or on_log is not None):
+        def watch(step: int, scalars: Dict[str, float]) -> None:
+            loggers.log(step, scalars)
+            if on_log is not None:
+                on_log(step, setup.steps, scalars)
     try:
         steps, loss_value, wall_s = run_steps(setup, config.train, step_log, progress and main, on_epoch_end,
-                                              points, start, final_point=keep_resume_points)
+                                              points, start, final_point=keep_resume_points, watch=watch)
     finally:
         if step_log is not None:
             step_log.close()
+        if loggers is not None:
+            loggers.close()
     checkpoint = run_dir / "checkpoint.safetensors" if config.train.save_checkpoint else None
     if main and checkpoint is not None:
         save_checkpoint(setup.model, checkpoint, depth_source=setup.items.depth_source)
@@ -560,11 +574,13 @@ def train(config: RunConfig, run_dir: Path, progress: bool = True,
 
 def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], progress: bool,
               on_epoch_end: Optional[Callable[[int, EfficientViTSam], None]], points: Optional[ResumePoints] = None,
-              start: Optional[Point] = None, final_point: bool = False) -> Tuple[int, float, float]:
+              start: Optional[Point] = None, final_point: bool = False,
+              watch: Optional[Callable[[int, Dict[str, float]], None]] = None) -> Tuple[int, float, float]:
     """The loop over epochs and batches until ``setup.steps``; returns ``(steps taken, last loss,
     seconds)``, the loss of the global batch. Raises :class:`TrainingDiverged` on a NaN or infinite
     loss (on a GPU once the next step is queued: losses are read one step late, see
     :class:`StepValues`). ``step_log``: None in the processes that do not write the run folder.
+    ``watch(step, scalars)``: called at the steps ``train_log.csv`` logs, with :func:`step_scalars`.
 
     ``points`` writes resume points when due, and when a stop is requested (then
     :class:`StopRequested` is raised); ``start``: the point to continue from (restored first);
@@ -594,9 +610,14 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
                     f"training diverged at step {done.step} (epoch {done.epoch}): loss is {values['loss']}; "
                     f"try a lower train.lr (now {train.lr}) or train.grad_clip")
             state.loss = values["loss"]
-            if step_log is not None and (done.step % train.log_every == 0 or done.step == setup.steps):
-                step_log.write(step=done.step, epoch=done.epoch, lr=done.lr, seconds=round(seconds(), 4), **values)
-            bar.set_postfix(loss=f"{state.loss:.4f}", img_s=f"{images_seen / (time.perf_counter() - began):.1f}")
+            images_per_s = images_seen / (time.perf_counter() - began)
+            if done.step % train.log_every == 0 or done.step == setup.steps:
+                if step_log is not None:
+                    step_log.write(step=done.step, epoch=done.epoch, lr=train.lr * done.factor,
+                                   seconds=round(seconds(), 4), **values)
+                if watch is not None:
+                    watch(done.step, step_scalars(setup, values, done.epoch, done.factor, images_per_s))
+            bar.set_postfix(loss=f"{state.loss:.4f}", img_s=f"{images_per_s:.1f}")
 
     def at_step_boundary() -> None:
         nonlocal latest
@@ -621,10 +642,10 @@ def run_steps(setup: Setup, train: TrainSection, step_log: Optional[StepLog], pr
                     multimask = bool(state.step_rng.random() < train.multimask_prob)
                     values = train_step(setup.model, setup.optimizer, images, depths, targets, multimask, train,
                                         setup.device, state.clicks, world=setup.world, forward=setup.forward)
-                    lr = train.lr * lr_factor(state.step, setup.steps, train.warmup_steps)
+                    factor = lr_factor(state.step, setup.steps, train.warmup_steps)
                     setup.scheduler.step()
                     state.step, state.batch = state.step + 1, state.batch + 1
-                    launched.append(StepValues.start(values, state.step, epoch, lr))
+                    launched.append(StepValues.start(values, state.step, epoch, factor))
                     images_seen += len(targets) * setup.world.size
                     settle(lag=launched[-1].lag)
                     bar.update(1)
@@ -650,22 +671,22 @@ class StepValues:
 
     step: int
     epoch: int
-    lr: float
+    factor: float  # the learning-rate schedule's, at the step
     names: List[str]
     host: torch.Tensor
     copied: Optional["torch.cuda.Event"] = None
 
     @classmethod
-    def start(cls, values: Dict[str, torch.Tensor], step: int, epoch: int, lr: float) -> "StepValues":
+    def start(cls, values: Dict[str, torch.Tensor], step: int, epoch: int, factor: float) -> "StepValues":
         names = list(values)
         stacked = torch.stack([values[name].detach().float() for name in names])
         if not stacked.is_cuda:
-            return cls(step, epoch, lr, names, stacked)
+            return cls(step, epoch, factor, names, stacked)
         host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
         host.copy_(stacked, non_blocking=True)
         copied = torch.cuda.Event()
         copied.record()
-        return cls(step, epoch, lr, names, host, copied)
+        return cls(step, epoch, factor, names, host, copied)
 
     @property
     def lag(self) -> int:
@@ -675,6 +696,20 @@ class StepValues:
         if self.copied is not None:
             self.copied.synchronize()
         return dict(zip(self.names, self.host.tolist()))
+
+
+def step_scalars(setup: Setup, losses: Dict[str, float], epoch: int, factor: float,
+                 images_per_s: float) -> Dict[str, float]:
+    """What the loggers follow at a logged step: the loss and its parts (``train/loss`` …,
+    ``train/grad_norm`` with clipping), ``train/epoch``, ``train/img_s`` (this session's mean), the
+    learning rate of each part (``lr/<part>``: its base rate times the schedule's ``factor`` of the
+    step) and each fusion block's gates (``gate/<point>/<name>``, :meth:`~fusionlab.fusion.base.FusionBlock.gates`)."""
+    scalars = {f"train/{name}": float(value) for name, value in losses.items()}
+    scalars.update({"train/epoch": float(epoch), "train/img_s": images_per_s})
+    scalars.update({f"lr/{group['part']}": group["initial_lr"] * factor for group in setup.optimizer.param_groups})
+    for point, block in setup.model.fusions.items():
+        scalars.update({f"gate/{point}/{name}": value for name, value in block.gates().items()})
+    return scalars
 
 
 def start_epoch(setup: Setup, state: Progress, epoch: int, frozen: Sequence[str]) -> None:
@@ -696,9 +731,10 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
                forward: Optional[nn.Module] = None) -> Dict[str, float]:
     """One optimiser step on a batch (this process's share of it with several processes); returns
     the step's ``loss``, ``bce``, ``dice`` and ``iou_mse`` over the global batch (means over the
-    interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks), as 0-d
-    tensors on ``device``: nothing in the step waits for the device (read them with
-    :class:`StepValues`), so a GPU always has the step's work queued.
+    interactive rounds, see :func:`predict_rounds`; ``clicks`` draws their clicks) and, with
+    ``train.grad_clip``, ``grad_norm``: the gradients' norm before clipping; all as 0-d tensors on
+    ``device``: nothing in the step waits for the device (read them with :class:`StepValues`), so
+    a GPU always has the step's work queued.
 
     ``forward`` runs the step's forward pass: :attr:`Setup.forward` (in DistributedDataParallel with
     several processes); default :class:`Rounds` of ``model``. Images without any mask are left
@@ -725,10 +761,12 @@ def train_step(model: EfficientViTSam, optimizer: torch.optim.Optimizer, images:
     loss, values = world.reduce_losses(rounds_loss(rounds, targets, train), masks, total)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    norm = None
     if train.grad_clip > 0:  # on the gradients reduced over the processes: the global batch's norm
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], train.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                              train.grad_clip)
     optimizer.step()
-    return values
+    return values if norm is None else {**values, "grad_norm": norm.detach()}
 
 
 def on_device(batch: torch.Tensor, keep: List[int], device: torch.device) -> torch.Tensor:

@@ -51,6 +51,10 @@ NOT_RUN: Dict[str, str] = {
     "python benchmarks/resume_cost.py --threads 1":
         "a benchmark (a minute); tests/test_benchmarks.py runs it on the demo; its numbers: docs/resuming.md",
     "python benchmarks/sweep_scaling.py": "a benchmark (9 minutes on 2 CPU cores); its numbers are in docs/benchmarks.md",
+    "python benchmarks/logger_overhead.py --threads 1":
+        "a benchmark (minutes); its numbers are in docs/watching.md",
+    "fusionlab status results/fusion --watch":
+        "redraws until Ctrl-C; tests/sweep/test_status.py reads status of a sweep running on two workers",
     "bash benchmarks/gpu_check.sh": "a GPU machine",
     **dict.fromkeys([
         "fusionlab sweep ablations/paper.yaml --slurm --storage postgresql://fusionlab@db.example.org:5432/fusionlab "
@@ -71,6 +75,8 @@ SWEPT_ELSEWHERE: Dict[str, str] = {
     "fusionlab sweep ablations/fusion.yaml --workers 2 --set heartbeat.grace=60 --set 'seeds=[0]'":
         "tests/sweep/test_workers.py: a killed worker's cell is rerun in the same launch",
     "fusionlab sweep ablations/paper.yaml": "a GPU and the paper's data, stood in for here by empty files",
+    "fusionlab sweep ablations/fusion.yaml --workers 2 --set 'base.train.loggers=[tensorboard,wandb,mlflow]'":
+        "tests/sweep/test_status.py: a tiny sweep with the three loggers on two workers, read back from each",
     "fusionlab sweep ablations/paper.yaml --devices cuda:0,cuda:2":
         "3 GPUs; tests/sweep/test_workers.py pins workers to GPUs",
     "fusionlab sweep ablations/fusion.yaml --slurm --storage journal:results/fusion-slurm.log --set "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import typing
-from typing import Literal
+from typing import Dict, Literal
 
 import torch
 from torch import nn
@@ -44,3 +44,7 @@ class AddFusion(FusionBlock):
     def forward(self, rgb_feats: torch.Tensor, depth_feats: torch.Tensor) -> torch.Tensor:
         check_pair(self, rgb_feats, depth_feats)
         return rgb_feats + self.alpha * depth_feats
+
+    def gates(self) -> Dict[str, float]:
+        """``alpha`` (its mean over the channels with ``alpha: channel``)."""
+        return {"alpha": self.alpha.detach().float().mean().item()}

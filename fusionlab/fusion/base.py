@@ -1,7 +1,7 @@
 """The fusion-block contract and its registry."""
 from __future__ import annotations
 
-from typing import List
+from typing import Dict, List
 
 import torch
 from torch import nn
@@ -51,6 +51,11 @@ class FusionBlock(nn.Module):
     def num_parameters(self) -> int:
         """Trainable parameters this block adds."""
         return sum(p.numel() for p in self.parameters())
+
+    def gates(self) -> Dict[str, float]:
+        """The block's own learned mixing weights as scalars (``add``: its alpha), which the training
+        logs follow to show how much depth the block lets in; none by default."""
+        return {}
 
 
 def register_fusion(name: str):

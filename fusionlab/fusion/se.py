@@ -1,6 +1,8 @@
 """Squeeze-and-excitation fusion (ESANet): each stream reweights its channels, then they are added."""
 from __future__ import annotations
 
+from typing import Dict
+
 import torch
 from torch import nn
 
@@ -52,3 +54,7 @@ class SEFusion(FusionBlock):
         depth_weights = torch.sigmoid(self.depth_excitation(depth_feats.mean(dim=(2, 3))))  # (B, C)
         depth_weights = self.depth_scale * depth_weights
         return rgb_feats * rgb_weights[:, :, None, None] + depth_feats * depth_weights[:, :, None, None]
+
+    def gates(self) -> Dict[str, float]:
+        """The mean of ``beta`` (``depth_scale``) over the channels."""
+        return {"depth_scale": self.depth_scale.detach().float().mean().item()}

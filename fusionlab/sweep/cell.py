@@ -22,7 +22,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
 from optuna.exceptions import UpdateFinishedTrialError
@@ -30,12 +30,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fusionlab.config import DEPTH_BRANCH_FIELDS, RunConfig
 from fusionlab.errors import FusionlabError
+from fusionlab.loggers import IDENTITY_FILE, RunIdentity, log_results, result_scalars
+from fusionlab.loggers.tensorboard import FOLDER as TENSORBOARD_FOLDER
 from fusionlab.models import EfficientViTSam
 from fusionlab.resume import FOLDER as RESUME_FOLDER
-from fusionlab.resume import point_files, remove_points
+from fusionlab.resume import newest_point, point_files, remove_points, step_of
 from fusionlab.results import METRIC_COLUMNS, numeric_metrics, write_evaluation
 from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.config import Cell, LatencySection, SweepConfig
+from fusionlab.sweep.progress import CellProgress
 from fusionlab.sweep.store import Store, cell_trials, heartbeat
 from fusionlab.train import StopRequested
 
@@ -65,13 +68,17 @@ def run_cell(store: Store, sweep: SweepConfig, cell: Cell, trial: FrozenTrial) -
         take_over_points(store, sweep, cell, trial.number, folder)
     except OSError as exc:
         folder_error = exc
+    point = newest_point(folder) if folder_error is None else None
+    progress = CellProgress(resumed_from=step_of(point) if point is not None else 0)
     if folder_error is None:
-        with trial_log(folder / "log.txt"), heartbeat(store, trial.number, sweep.heartbeat.interval):
+        with trial_log(folder / "log.txt"), heartbeat(store, trial.number, sweep.heartbeat.interval, progress.attrs):
             log.info("trial %d: variant %s, seed %d, cell %s", trial.number, cell.variant.name, cell.seed, cell.key)
             config = cell.run_config()
             config.train.save_checkpoint = sweep.keep_checkpoints
             try:
-                record = train_and_evaluate(config, folder, sweep, reference=cell.variant.is_reference)
+                name_logger_runs(config, folder, sweep, cell)
+                record = train_and_evaluate(config, folder, sweep, reference=cell.variant.is_reference,
+                                            on_log=progress.update)
                 state = TrialState.COMPLETE
             except StopRequested as stop:
                 stopped, state = stop, TrialState.FAIL
@@ -112,7 +119,8 @@ def _prepare_folder(folder: Path) -> None:
 
 def take_over_points(store: Store, sweep: SweepConfig, cell: Cell, number: int, folder: Path) -> Optional[int]:
     """Move the resume points of the cell's latest earlier trial that has some into ``folder`` (with its
-    ``train_log.csv``), so that trial ``number`` continues its training; returns that trial's number.
+    ``train_log.csv``, its loggers' run ids and TensorBoard events), so that trial ``number`` continues
+    its training; returns that trial's number.
 
     Every earlier trial of a cell that is being claimed again has failed: killed, stale, handed
     back, or failed by itself. Whichever it was, its points continue its run (the training
@@ -127,6 +135,11 @@ def take_over_points(store: Store, sweep: SweepConfig, cell: Cell, number: int, 
         os.replace(source / RESUME_FOLDER, folder / RESUME_FOLDER)  # one rename: the points move whole
         if (source / "train_log.csv").is_file():
             shutil.copyfile(source / "train_log.csv", folder / "train_log.csv")
+        # the loggers' runs continue too: their ids, and TensorBoard's events (moved: one run per cell)
+        if (source / IDENTITY_FILE).is_file():
+            shutil.copyfile(source / IDENTITY_FILE, folder / IDENTITY_FILE)
+        if (source / TENSORBOARD_FOLDER).is_dir():
+            os.replace(source / TENSORBOARD_FOLDER, folder / TENSORBOARD_FOLDER)
         why = "handed back" if trial.user_attrs.get(trial_attrs.INTERRUPTED) else (
             "stale" if trial.user_attrs.get(trial_attrs.STALE) else "failed")
         log.info("trial %d continues trial %d (%s): its resume points moved to %s", number, trial.number, why,
@@ -150,12 +163,22 @@ def _record(store: Store, number: int, record: Dict[str, Any], state: TrialState
     return False
 
 
-def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, reference: bool = False
-                       ) -> Dict[str, Any]:
+def name_logger_runs(config: RunConfig, folder: Path, sweep: SweepConfig, cell: Cell) -> None:
+    """With ``train.loggers``, the cell's runs in them: ``variant/seed`` in group (experiment) ``sweep.name``,
+    the shared stores in the results folder; the run ids of a cell that continues are kept."""
+    if config.train.loggers:
+        ids = RunIdentity.of(folder).ids if (folder / IDENTITY_FILE).is_file() else {}
+        RunIdentity(f"{cell.variant.name}/{cell.seed}", sweep.name, str(sweep.results.resolve()), ids).write(folder)
+
+
+def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, reference: bool = False,
+                       on_log: Optional[Callable[[int, int, Dict[str, float]], None]] = None) -> Dict[str, Any]:
     """Train and evaluate ``config`` into ``folder``; its metrics, costs, steps and final loss.
 
     A ``reference`` variant (a released model in the table to compare with) is evaluated from its
     checkpoint as it is, without training; its latency is timed against the sweep's RGB-only baseline.
+    ``on_log``: the training's progress (:func:`fusionlab.train.train`); the metrics and costs also go
+    to ``train.loggers``.
     """
     from fusionlab.evaluate import evaluate
     from fusionlab.train import train
@@ -170,12 +193,13 @@ def train_and_evaluate(config: RunConfig, folder: Path, sweep: SweepConfig, refe
         model, steps, final_loss, resumed_from = train_on_processes(config, folder)
     else:
         # the points stay until the trial is recorded: a cell stopped while it evaluates does not train again
-        result = train(config, folder, progress=False, keep_resume_points=True)
+        result = train(config, folder, progress=False, keep_resume_points=True, on_log=on_log)
         model, steps, final_loss, resumed_from = result.model, result.steps, result.final_loss, result.resumed_from_step
     evaluation = evaluate(model, config, progress=False)
     write_evaluation(folder, evaluation.metrics, evaluation.instances, evaluation.predictions)
     costs = measure_costs(model, config, sweep.latency, sweep.baseline.config if reference else None)
     metrics = numeric_metrics(evaluation.metrics)
+    log_results(config, folder, steps, result_scalars(metrics, costs))
     # the headline metrics also as attributes of their own: columns in optuna-dashboard's trial table
     headline = {name: metrics[name] for name in METRIC_COLUMNS if name in metrics}
     return {trial_attrs.METRICS: metrics, **headline, **costs, trial_attrs.TRAIN_STEPS: steps,

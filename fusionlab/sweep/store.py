@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import optuna
 from optuna.exceptions import DuplicatedStudyError
@@ -303,18 +303,27 @@ def fail_stale(store: Store, grace: float) -> List[FrozenTrial]:
 
 
 @contextlib.contextmanager
-def heartbeat(store: Store, number: int, interval: float) -> Iterator[None]:
-    """Beat for trial ``number`` every ``interval`` s while the block runs.
+def heartbeat(store: Store, number: int, interval: float,
+              progress: Callable[[], Dict[str, Any]] = dict) -> Iterator[None]:
+    """Beat for trial ``number`` every ``interval`` s while the block runs; each beat also writes
+    ``progress()`` (attribute ``progress``, see :mod:`fusionlab.sweep.progress`) when it changed.
 
     A beat that finds the trial closed (another worker declared it dead) ends the beats quietly:
     the cell's owner sees that when it records its result.
     """
     stop = threading.Event()
+    written: Dict[str, Any] = {}
 
     def beat() -> None:
+        nonlocal written
         while not stop.wait(interval):
+            attrs: Dict[str, Any] = {trial_attrs.HEARTBEAT: time.time()}
+            now = progress()
+            if now and now != written:
+                attrs[trial_attrs.PROGRESS] = now
             try:
-                store.set_attrs(number, {trial_attrs.HEARTBEAT: time.time()})
+                store.set_attrs(number, attrs)
+                written = now
             except optuna.exceptions.UpdateFinishedTrialError:
                 log.warning("trial %d was closed by another worker while this one ran it (no heartbeat for too "
                             "long); its result will be discarded", number)

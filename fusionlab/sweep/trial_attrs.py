@@ -4,7 +4,8 @@ The strings are the stored format: a study written by an earlier version is read
 they never change. A cell's trial holds from its claim on (:func:`~fusionlab.sweep.store.claim`)
 ``VARIANT``, ``SEED``, ``CELL`` (the cell key), ``RUN_ID`` (the launch), ``DEVICE``, the worker's
 ``HOST`` and ``PID``, ``CLAIM`` (the token that finds the new trial), ``HEARTBEAT`` and the code's
-``FUSIONLAB_VERSION`` and ``GIT_COMMIT``; once run (:mod:`fusionlab.sweep.cell`), ``WALL_S`` and
+``FUSIONLAB_VERSION`` and ``GIT_COMMIT``; while it trains, ``PROGRESS`` (step, steps, last loss, images/s,
+ETA: :mod:`fusionlab.sweep.progress`, renewed with the heartbeat); once run (:mod:`fusionlab.sweep.cell`), ``WALL_S`` and
 either ``ERROR`` or ``METRICS`` with ``TRAIN_STEPS``, ``FINAL_LOSS``, ``LATENCY_SETTINGS``,
 ``RESUMED_FROM_STEP`` (the step of the resume point its training continued from, 0 from
 scratch) and, each under its ``trials.csv`` column's name (:mod:`fusionlab.results`), the headline
@@ -26,6 +27,7 @@ HOST = "host"
 PID = "pid"
 CLAIM = "claim"
 HEARTBEAT = "heartbeat"
+PROGRESS = "progress"
 FUSIONLAB_VERSION = "fusionlab_version"
 GIT_COMMIT = "git_commit"
 WALL_S = "wall_s"
