@@ -19,7 +19,8 @@ from PIL import Image
 from fusionlab.atomic import atomic_write, atomic_write_text
 
 GROUPS = ("baseline", "reference", "fusion", "encoder", "control")
-METRIC_COLUMNS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large", "click1_miou", "click3_miou")
+METRIC_COLUMNS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large", "click1_miou", "click3_miou",
+                  "box_biou", "click1_biou", "click3_biou")
 COST_COLUMNS = ("params_m", "gmacs", "latency_ratio", "throughput_ips", "throughput_batch", "throughput_device",
                 "wall_s")
 ID_COLUMNS = ("trial_id", "variant", "seed", "state")

@@ -223,8 +223,12 @@ def test_random_model_gives_every_metric_and_one_row_per_instance_and_prompt(coc
     assert (result.metrics["n_small"], result.metrics["n_medium"]) == (3, 2)
     table = result.instances
     assert len(table) == 5 * 3
-    assert list(table.columns[:6]) == ["image_id", "ann_id", "prompt", "iou", "area", "size"]
-    assert "camouflaged" in table.columns and table["iou"].between(0, 1).all()
+    assert list(table.columns[:10]) == ["image_id", "ann_id", "prompt", "iou", "biou", "area", "size",
+                                        "rgb_edge", "depth_edge", "depth_contrast"]
+    assert "camouflaged" in table.columns and table["iou"].between(0, 1).all() and table["biou"].between(0, 1).all()
+    assert table[["rgb_edge", "depth_edge", "depth_contrast"]].notna().all().all()  # the dataset's own depth
+    for prompt in ("box", "click1", "click3"):
+        assert result.metrics[f"{prompt}_biou"] == pytest.approx(100 * table.loc[table["prompt"] == prompt, "biou"].mean())
     assert not table.duplicated(["image_id", "ann_id", "prompt"]).any()
 
 
@@ -233,7 +237,8 @@ def test_oracle_scores_100_on_every_prompt_and_mask_ap(coco_set, dataset, tmp_pa
     config = run_config(coco_set, prompts=["box", "click1", "click2"],
                         detections=write_detections(tmp_path / "dets.json", coco_set))
     result = evaluate(demo_model(), config, dataset, progress=False)
-    for key in ("box_miou", "box_miou_small", "click1_miou_medium", "click2_miou_camouflaged", "box_miou_plain"):
+    for key in ("box_miou", "box_miou_small", "click1_miou_medium", "click2_miou_camouflaged", "box_miou_plain",
+                "box_biou", "click2_biou_small"):
         assert result.metrics[key] == pytest.approx(100.0)
     assert result.metrics["mask_ap"] == pytest.approx(100.0)
     assert result.metrics["mask_ap50"] == pytest.approx(100.0)
