@@ -472,6 +472,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from fusionlab.rescore import rescore_folder, rescore_sweep
+    from fusionlab.results import INSTANCES_FILE, TRIALS_FILE
+
+    folder = Path(args.results)
+    if (folder / TRIALS_FILE).is_file():
+        for trial, what in rescore_sweep(folder):
+            print(f"trial {trial}: {what}")
+    elif (folder / INSTANCES_FILE).is_file():
+        print(f"{folder}: {rescore_folder(folder)}")
+    else:
+        raise FusionlabError(f"{folder}: neither {TRIALS_FILE} nor {INSTANCES_FILE}; expected a sweep's results "
+                             f"folder (results/<name>) or a fusionlab eval --out folder")
+    return 0
+
+
 def _add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment one object of one image from a box or points",
                        description="Predict a mask with a (RGB-D) EfficientViT-SAM, as the official predictor "
@@ -637,6 +653,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows of qualitative.png: largest gains, largest losses, random instances (default 3,3,2)")
     p.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("rescore", help="add Boundary IoU and instance attributes to finished evaluations, from "
+                                       "their saved predictions (no model, no retraining)",
+                       description="For each COMPLETE trial of results/<name>/ (or one fusionlab eval --out "
+                                   "folder), decode the saved predictions, score their Boundary IoU and the "
+                                   "instances' attributes on the dataset of its config.yaml, and add them to "
+                                   "instances.csv, metrics.json and trials.csv; nothing recorded changes.")
+    p.add_argument("results", help="a sweep's results folder (results/<name>) or a fusionlab eval --out folder")
+    p.set_defaults(func=cmd_rescore)
     return parser
 
 

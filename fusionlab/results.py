@@ -134,6 +134,13 @@ def write_trials(path: Path, rows: Iterable[Dict[str, Any]]) -> Path:
     return atomic_write_text(path, pd.DataFrame(rows, columns=columns).to_csv(index=False))
 
 
+def saved_metrics(folder: Path) -> Dict[str, float]:
+    """The numeric entries of ``folder/metrics.json``; {} without one. ``fusionlab rescore`` adds
+    metrics there that the sweep's storage lacks, and ``trials.csv`` keeps them from here."""
+    path = Path(folder) / METRICS_FILE
+    return numeric_metrics(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
+
+
 def numeric_metrics(metrics: Dict[str, Any], names: Sequence[str] = ()) -> Dict[str, float]:
     """The numeric entries of ``metrics`` as floats (``names``: only those)."""
     return {k: float(v) for k, v in metrics.items()

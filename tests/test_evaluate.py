@@ -437,3 +437,34 @@ def test_save_predictions_false_keeps_and_writes_none(coco_set, dataset, tmp_pat
     assert result.predictions is None
     evaluation.write_result(tmp_path, result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["instances.csv", "metrics.json"]
+
+
+# ---------------------------------------------------------------- fusionlab rescore
+def test_rescore_gives_an_older_folder_the_boundary_iou_and_attributes_evaluation_gives(coco_set, tmp_path, capsys):
+    checkpoint = save_checkpoint(demo_model(), tmp_path / "model.safetensors")
+    out = tmp_path / "out"
+    assert main(["eval", str(write_run_yaml(tmp_path, coco_set)), "--checkpoint", str(checkpoint), "--out",
+                 str(out)]) == 0
+    scored = pd.read_csv(out / "instances.csv")
+    metrics = json.loads((out / "metrics.json").read_text())
+    new = ["biou", "rgb_edge", "depth_edge", "depth_contrast"]
+    scored.drop(columns=new).to_csv(out / "instances.csv", index=False)  # as an evaluation before them wrote it
+    (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if "_biou" not in k}))
+    assert main(["rescore", str(out)]) == 0
+    assert "rescored 10 rows" in capsys.readouterr().out
+    rescored = pd.read_csv(out / "instances.csv")
+    pd.testing.assert_frame_equal(rescored[scored.columns], scored)
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
+
+
+def test_rescore_refuses_predictions_that_are_not_the_scored_masks(coco_set, tmp_path, capsys):
+    checkpoint = save_checkpoint(demo_model(), tmp_path / "model.safetensors")
+    out = tmp_path / "out"
+    assert main(["eval", str(write_run_yaml(tmp_path, coco_set)), "--checkpoint", str(checkpoint), "--out",
+                 str(out), "--set", "eval.max_images=1"]) == 0
+    table = pd.read_csv(out / "instances.csv")
+    table.drop(columns=["biou"]).assign(iou=table["iou"] + 0.01).to_csv(out / "instances.csv", index=False)
+    capsys.readouterr()
+    assert main(["rescore", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "the predictions do not match the instances" in error and error.count("\n") == 1
