@@ -465,7 +465,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                              f"integers such as 3,3,2") from None
     report = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot,
                          holm=args.holm, qualitative_variant=args.qualitative_variant,
-                         qualitative_prompt=args.qualitative_prompt, qualitative_rows=rows)
+                         qualitative_prompt=args.qualitative_prompt, qualitative_rows=rows, ci=args.ci,
+                         where_variants=args.where_variant)
     if not args.quiet:
         print(report.markdown)
     print(f"wrote {', '.join(sorted(report.paths))} to {next(iter(report.paths.values())).parent}")
@@ -651,6 +652,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt kind of qualitative.png: box (default), click1, click3 ...")
     p.add_argument("--qualitative-rows", default="3,3,2", metavar="GAINS,LOSSES,RANDOM",
                    help="rows of qualitative.png: largest gains, largest losses, random instances (default 3,3,2)")
+    p.add_argument("--ci", choices=["instances", "seeds+instances"], default="instances",
+                   help="how the Δ intervals resample: instances, seeds averaged (default: how sure we are on these "
+                        "trained models), or seeds then instances (two levels: whether the gain survives retraining)")
+    p.add_argument("--where-variant", action="append", default=[], metavar="NAME",
+                   help="a row of where.png and of the depth-edge tercile table (repeatable; default: the fusion "
+                        "variant with the best Δ box mIoU, and the controls)")
     p.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
     p.set_defaults(func=cmd_report)
 

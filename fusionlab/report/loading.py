@@ -95,7 +95,7 @@ MISSING = "MISSING"
 INSTANCE_COLUMNS = ("image_id", "ann_id", "prompt", "iou")
 # The metrics the contract names, in table order; any other numeric column follows them.
 KNOWN_METRICS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large",
-                 "click1_miou", "click3_miou", "params_m", "gmacs", "latency_ratio",
+                 "click1_miou", "click3_miou", "box_biou", "click1_biou", "click3_biou", "params_m", "gmacs", "latency_ratio",
                  "throughput_ips")
 # trials.csv columns that identify a trial or say how it was measured, rather than measure it;
 # named here because numeric ones, or empty ones (read as NaN), would pass for metrics.
