@@ -20,7 +20,7 @@ without any, the depth attributes are NaN.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.ndimage import maximum_filter, sobel
@@ -31,8 +31,11 @@ COLUMNS = ("rgb_edge", "depth_edge", "depth_contrast")
 
 
 def relative_edges(image: np.ndarray) -> np.ndarray:
-    """``(H, W)`` Sobel gradient magnitude of an ``(H, W)`` float map over its image mean (0 on a flat map)."""
-    image = np.asarray(image, dtype=np.float64)
+    """``(H, W)`` Sobel gradient magnitude of an ``(H, W)`` map over its image mean (0 on a flat map).
+
+    Dividing by the mean makes it free of the map's scale (grey levels, metres), so float32 and
+    the sum of the RGB channels serve."""
+    image = np.asarray(image, dtype=np.float32)
     magnitude = np.hypot(sobel(image, axis=0), sobel(image, axis=1))
     mean = magnitude.mean()
     return magnitude / mean if mean > 0 else np.zeros_like(magnitude)
@@ -48,7 +51,7 @@ def instance_attributes(image: np.ndarray, masks: Sequence[np.ndarray],
         depth: ``(H, W)`` real depth (0 / NaN: no measurement), or None (depth attributes NaN).
     """
     width = band_width(*image.shape[:2])
-    rgb_edges = relative_edges(np.asarray(image, dtype=np.float64).mean(axis=2))
+    rgb_edges = relative_edges(image.sum(axis=2, dtype=np.float32))
     valid = None if depth is None else np.isfinite(depth) & (depth > 0)
     if valid is not None and not valid.any():
         valid = None
@@ -57,13 +60,25 @@ def instance_attributes(image: np.ndarray, masks: Sequence[np.ndarray],
         depth_edges, spread = relative_edges(filled), float(filled[valid].std())
     rows = []
     for mask in masks:
-        band = mask_boundary(mask, width)
-        row = {"rgb_edge": float(rgb_edges[band].mean()), "depth_edge": math.nan, "depth_contrast": math.nan}
+        if not mask.any():  # nothing to measure (the protocol skips such instances)
+            rows.append(dict.fromkeys(COLUMNS, math.nan))
+            continue
+        box = _around(mask, width)
+        band = mask_boundary(mask[box], width)
+        row = {"rgb_edge": float(rgb_edges[box][band].mean()), "depth_edge": math.nan, "depth_contrast": math.nan}
         if valid is not None:
-            row["depth_edge"] = _mean(depth_edges, band & valid)
-            row["depth_contrast"] = _contrast(filled, mask, valid, width, spread)
+            row["depth_edge"] = _mean(depth_edges[box], band & valid[box])
+            row["depth_contrast"] = _contrast(filled[box], mask[box], valid[box], width, spread)
         rows.append(row)
     return rows
+
+
+def _around(mask: np.ndarray, width: int) -> Tuple[slice, slice]:
+    """The mask's bounding box grown by ``width`` within the image: its band and ring lie inside, and
+    the image border stays where it is, so the filters give what they give on the whole image."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (slice(max(rows[0] - width, 0), rows[-1] + width + 1),
+            slice(max(cols[0] - width, 0), cols[-1] + width + 1))
 
 
 def _mean(values: np.ndarray, where: np.ndarray) -> float:
