@@ -8,8 +8,8 @@ block on the demo's RGB weights; the scores do not change what is timed) is eval
 sweep's protocol (box, 1 and 3 clicks) twice per round, side by side in this process: once as
 fusionlab does (with :func:`fusionlab.scoring.score_image`) and once with the scoring replaced by
 a stub that returns empty scores, after one untimed warm-up. The medians over ``--rounds`` are
-compared; the order alternates between rounds so that outside load slows both alike. A third number times ``score_image`` itself
-inside the scored runs. Target: the added cost at most 10 % of the evaluation.
+compared; the order alternates between rounds so that outside load slows both alike. A third
+number times ``score_image`` itself inside the scored runs. Target: the added cost at most 10 % of the evaluation.
 """
 from __future__ import annotations
 

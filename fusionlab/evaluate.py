@@ -183,7 +183,8 @@ def aggregate_metrics(instances: pd.DataFrame, prompts: Sequence[str]) -> Dict[s
                 metrics[f"{prompt}_{name}_{size}"] = _mean_score(rows[rows["size"] == size], column)
             if split:
                 flags = rows[attribute]
-                metrics[f"{prompt}_{name}_{yes}"] = _mean_score(rows[flags == True], column)  # noqa: E712 (NaN is neither)
+                # NaN is neither True nor False
+                metrics[f"{prompt}_{name}_{yes}"] = _mean_score(rows[flags == True], column)  # noqa: E712
                 metrics[f"{prompt}_{name}_{no}"] = _mean_score(rows[flags == False], column)  # noqa: E712
     counted = instances[instances["prompt"] == prompts[0]] if len(prompts) else instances.iloc[:0]
     metrics["n_instances"] = float(len(counted))

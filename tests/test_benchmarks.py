@@ -1,5 +1,5 @@
 """``benchmarks/throughput.py --tiny`` (cut down further) prints its four tables with their columns;
-``benchmarks/resume_cost.py`` its table."""
+``benchmarks/resume_cost.py`` and ``benchmarks/scoring_cost.py`` theirs."""
 import importlib.util
 from pathlib import Path
 
@@ -51,3 +51,16 @@ def test_resume_cost_prints_the_demo_s_write_against_its_training_between_two_po
     assert float(demo["cost"].rstrip(" %")) == pytest.approx(100 * float(demo["write (s)"]) / 30, rel=0.02, abs=2e-3)
     assert demo["training between points"].startswith("0.5 min (") and "steps)" in demo["training between points"]
     assert list(tmp_path.iterdir()) == [tmp_path / "cache"]  # its points are written in a folder it removes
+
+
+def test_scoring_cost_prints_the_demo_s_evaluation_with_and_without_boundary_iou(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FUSIONLAB_CACHE", str(tmp_path / "cache"))
+    scoring_cost = load_benchmark("scoring_cost")
+
+    scoring_cost.main(["--images", "1", "--rounds", "1"])
+
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("|")]
+    assert rows[0] == list(scoring_cost.COLUMNS) and len(rows) == 5
+    without, with_them, alone = rows[2:]
+    assert without[1:] == ["1", without[2], "1.000"] and float(with_them[2]) > 0 and 0 < float(alone[3]) < 1

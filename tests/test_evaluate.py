@@ -228,7 +228,8 @@ def test_random_model_gives_every_metric_and_one_row_per_instance_and_prompt(coc
     assert "camouflaged" in table.columns and table["iou"].between(0, 1).all() and table["biou"].between(0, 1).all()
     assert table[["rgb_edge", "depth_edge", "depth_contrast"]].notna().all().all()  # the dataset's own depth
     for prompt in ("box", "click1", "click3"):
-        assert result.metrics[f"{prompt}_biou"] == pytest.approx(100 * table.loc[table["prompt"] == prompt, "biou"].mean())
+        biou = table.loc[table["prompt"] == prompt, "biou"]
+        assert result.metrics[f"{prompt}_biou"] == pytest.approx(100 * biou.mean())
     assert not table.duplicated(["image_id", "ann_id", "prompt"]).any()
 
 

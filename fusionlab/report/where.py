@@ -192,8 +192,8 @@ def check_variants(results: SweepResults, names: Sequence[str]) -> None:
     known = [v.name for v in results.sweep.variants if v.name not in results.sweep.baselines]
     for name in names:
         if name not in known:
-            raise FusionlabError(f"where variant {name!r}: not a non-baseline variant of {results.root / 'sweep.json'}; "
-                                 f"expected one of {known}")
+            raise FusionlabError(f"where variant {name!r}: not a non-baseline variant of "
+                                 f"{results.root / 'sweep.json'}; expected one of {known}")
 
 
 def variant_names(results: SweepResults, names: Optional[Sequence[str]], summary: pd.DataFrame) -> List[str]:

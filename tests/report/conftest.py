@@ -224,7 +224,7 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
 
 @pytest.fixture(scope="session")
 def boundary_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The complete fake sweep with Boundary IoU and edge attributes, as fusionlab 0.7 writes it."""
+    """The complete fake sweep with Boundary IoU and edge attributes, as evaluation writes them now."""
     return write_sweep(tmp_path_factory.mktemp("boundary") / "demo_sweep", with_boundary=True)
 
 
