@@ -589,11 +589,14 @@ def write_result(folder: Path, result: EvalResult) -> None:
 
 
 def format_metrics(metrics: Dict[str, float], prompts: Sequence[str]) -> str:
-    """A compact text table: one row per prompt (mIoU all / by size / by split), then counts and mask AP."""
+    """A compact text table: one row per prompt and score (mIoU, then Boundary IoU: all / by size / by
+    split), then counts and mask AP."""
     _, yes, no = SPLIT_ATTRIBUTE
     groups = ["", *(f"_{s}" for s in SIZES)] + ([f"_{yes}", f"_{no}"] if f"n_{yes}" in metrics else [])
     header = ["prompt"] + [g.lstrip("_") or "all" for g in groups]
-    lines = [header] + [[p] + [_number(metrics.get(f"{p}_miou{g}")) for g in groups] for p in prompts]
+    scores = [("miou", "")] + ([("biou", " BIoU")] if any(k.endswith("_biou") for k in metrics) else [])
+    lines = [header] + [[p + label] + [_number(metrics.get(f"{p}_{score}{g}")) for g in groups]
+                        for score, label in scores for p in prompts]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines]
     text.append("  ".join(f"{k}={int(v)}" for k, v in metrics.items() if k.startswith("n_")))

@@ -37,7 +37,7 @@ def rescore_sweep(results: Path) -> List[Tuple[str, str]]:
     path = Path(results) / TRIALS_FILE
     if not path.is_file():
         raise FusionlabError(f"{results}: no {TRIALS_FILE}; expected a sweep's results folder (results/<name>)")
-    trials = pd.read_csv(path, dtype={"trial_id": str}, float_precision="round_trip")
+    trials = pd.read_csv(path, dtype={"trial_id": str})
     done = [(t, rescore_folder(Path(results) / "trials" / t)) for t in trials.loc[trials["state"] == "COMPLETE",
                                                                                   "trial_id"]]
     rows = [{**row, **_new_metrics(Path(results) / "trials" / str(row["trial_id"]), row)}
@@ -55,7 +55,7 @@ def _new_metrics(folder: Path, row: Dict[str, Any]) -> Dict[str, float]:
 
 def rescore_folder(folder: Path) -> str:
     """Add Boundary IoU and the attributes to one evaluation folder; what was done, in a few words."""
-    instances = pd.read_csv(folder / INSTANCES_FILE, float_precision="round_trip")  # rewritten digit for digit
+    instances = pd.read_csv(folder / INSTANCES_FILE)
     if all(c in instances.columns for c in NEW_COLUMNS):
         return "already scored"
     prompts = list(instances["prompt"].drop_duplicates())
