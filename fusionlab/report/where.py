@@ -120,9 +120,11 @@ def where_figure(table: pd.DataFrame, results: SweepResults) -> Figure:
     for row, name in enumerate(variants):
         for col, (attribute, axis_name) in enumerate(EDGES.items()):
             _panel(axes[row, col], table[(table["variant"] == name) & (table["attribute"] == attribute)])
-            axes[row, col].set(title=f"{results.sweep.variant(name).label}: by {axis_name}",
-                               ylabel="Δ vs RGB only (× 100)" if col == 0 else "")
-    axes[0, 0].legend(frameon=False, fontsize=7)
+            axes[row, col].set_title(f"{results.sweep.variant(name).label}: by {axis_name}", fontsize=9)
+            axes[row, col].set_ylabel("Δ vs RGB only (× 100)" if col == 0 else "", fontsize=8)
+    # above the panels: inside one, the legend covered a bar
+    figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center", ncols=2, frameon=False,
+                  fontsize=8)
     return figure
 
 
