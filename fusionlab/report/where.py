@@ -107,8 +107,13 @@ def flatness_note(table: pd.DataFrame) -> str:
     if off.empty:
         return "Controls: Δ within its 95 % CI of 0 in every depth-edge bin (flat, as it should be)."
     where = "; ".join(f"{r.label} {SCORES[r.score]} in the {BIN_NAMES[r.bin]} depth-edge bin "
-                      f"({r.delta:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}])" for r in off.itertuples())
+                      f"({_signed(r.delta)} [{_signed(r.ci_low)}, {_signed(r.ci_high)}])" for r in off.itertuples())
     return f"Controls NOT flat: the CI excludes 0 for {where}."
+
+
+def _signed(value: float) -> str:
+    """``+1.23`` / ``−1.23`` (a typographic minus, as the tables print it)."""
+    return f"{value:+.2f}".replace("-", "−")
 
 
 def where_figure(table: pd.DataFrame, results: SweepResults) -> Figure:
