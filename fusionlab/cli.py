@@ -494,10 +494,27 @@ def cmd_report(args: argparse.Namespace) -> int:
                              f"integers such as 3,3,2") from None
     report = make_report(Path(args.results), out_dir=Path(args.out) if args.out else None, n_boot=args.n_boot,
                          holm=args.holm, qualitative_variant=args.qualitative_variant,
-                         qualitative_prompt=args.qualitative_prompt, qualitative_rows=rows)
+                         qualitative_prompt=args.qualitative_prompt, qualitative_rows=rows, ci=args.ci,
+                         where_variants=args.where_variant)
     if not args.quiet:
         print(report.markdown)
     print(f"wrote {', '.join(sorted(report.paths))} to {next(iter(report.paths.values())).parent}")
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from fusionlab.rescore import rescore_folder, rescore_sweep
+    from fusionlab.results import INSTANCES_FILE, TRIALS_FILE
+
+    folder = Path(args.results)
+    if (folder / TRIALS_FILE).is_file():
+        for trial, what in rescore_sweep(folder):
+            print(f"trial {trial}: {what}")
+    elif (folder / INSTANCES_FILE).is_file():
+        print(f"{folder}: {rescore_folder(folder)}")
+    else:
+        raise FusionlabError(f"{folder}: neither {TRIALS_FILE} nor {INSTANCES_FILE}; expected a sweep's results "
+                             f"folder (results/<name>) or a fusionlab eval --out folder")
     return 0
 
 
@@ -680,8 +697,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt kind of qualitative.png: box (default), click1, click3 ...")
     p.add_argument("--qualitative-rows", default="3,3,2", metavar="GAINS,LOSSES,RANDOM",
                    help="rows of qualitative.png: largest gains, largest losses, random instances (default 3,3,2)")
+    p.add_argument("--ci", choices=["instances", "seeds+instances"], default="instances",
+                   help="how the Δ intervals resample: instances, seeds averaged (default: how sure we are on these "
+                        "trained models), or seeds then instances (two levels: whether the gain survives retraining)")
+    p.add_argument("--where-variant", action="append", default=[], metavar="NAME",
+                   help="a row of where.png and of the depth-edge tercile table (repeatable; default: the fusion "
+                        "variant with the best Δ box mIoU, and the controls)")
     p.add_argument("--quiet", action="store_true", help="do not print the Markdown table")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("rescore", help="add Boundary IoU and instance attributes to finished evaluations, from "
+                                       "their saved predictions (no model, no retraining)",
+                       description="For each COMPLETE trial of results/<name>/ (or one fusionlab eval --out "
+                                   "folder), decode the saved predictions, score their Boundary IoU and the "
+                                   "instances' attributes on the dataset of its config.yaml, and add them to "
+                                   "instances.csv, metrics.json and trials.csv; nothing recorded changes.")
+    p.add_argument("results", help="a sweep's results folder (results/<name>) or a fusionlab eval --out folder")
+    p.set_defaults(func=cmd_rescore)
     return parser
 
 

@@ -22,6 +22,12 @@ list per prompt kind (``score`` = predicted IoU; the box or the clicks in image 
 where each image is and a small preview of the depth the model received; ``write_result``
 writes them beside the metrics (:class:`fusionlab.results.Predictions`).
 
+Every scored mask also gets its **Boundary IoU** with the ground truth at the image's original
+resolution (:mod:`fusionlab.boundary`, as boundary-iou-api defines it) and every instance its
+attributes (:mod:`fusionlab.attributes`: how visible its outline is in RGB and in the real depth),
+both from masks alone (:mod:`fusionlab.scoring`), so a finished evaluation's saved predictions give
+the same numbers (``fusionlab rescore``).
+
 Size buckets use the annotation ``area`` and the dataset's ``size_thresholds``
 (small: area < t0, medium: t0 <= area < t1, large: area >= t1; COCO's 32², 96² by default);
 the official script counts an area of exactly t0 or t1 in both neighbouring buckets.
@@ -53,6 +59,7 @@ from fusionlab.errors import FusionlabError
 from fusionlab.models import EfficientViTSam, Predictor
 from fusionlab.models.checkpoint import DepthPreprocessing
 from fusionlab.results import Predictions, depth_preview, write_evaluation
+from fusionlab.scoring import attribute_depth, score_image
 
 COCO_SIZE_THRESHOLDS: Tuple[float, float] = (32.0 ** 2, 96.0 ** 2)
 SIZES: Tuple[str, ...] = ("small", "medium", "large")
@@ -69,11 +76,12 @@ class EvalResult:
     """What one evaluation gives.
 
     Attributes:
-        metrics: ``{prompt}_miou`` (× 100) overall, ``_small/_medium/_large`` and, with a
-            ``camouflaged`` attribute, ``_camouflaged/_plain``; counts ``n_images``,
+        metrics: ``{prompt}_miou`` and ``{prompt}_biou`` (× 100) overall, ``_small/_medium/_large``
+            and, with a ``camouflaged`` attribute, ``_camouflaged/_plain``; counts ``n_images``,
             ``n_instances``, ``n_small`` …; ``mask_ap`` … with detections. NaN where a bucket is empty.
-        instances: one row per (instance, prompt): ``image_id, ann_id, prompt, iou`` (0..1),
-            ``area, size`` and the instances' scalar attributes (e.g. ``camouflaged``).
+        instances: one row per (instance, prompt): ``image_id, ann_id, prompt, iou, biou`` (0..1),
+            ``area, size``, ``rgb_edge, depth_edge, depth_contrast`` (:mod:`fusionlab.attributes`)
+            and the instances' own scalar attributes (e.g. ``camouflaged``).
         predictions: the scored masks as COCO results per prompt kind, with where the images
             are; None with ``eval.save_predictions: false``.
     """
@@ -155,24 +163,29 @@ def size_bucket(area: float, thresholds: Tuple[float, float]) -> str:
 
 
 def aggregate_metrics(instances: pd.DataFrame, prompts: Sequence[str]) -> Dict[str, float]:
-    """Mean IoU × 100 per prompt, overall, per size bucket and per ``camouflaged`` split, plus counts.
+    """Mean IoU × 100 per prompt, overall, per size bucket and per ``camouflaged`` split, the same of
+    Boundary IoU (``{prompt}_biou…``) where the rows have it, plus counts.
 
     Args:
-        instances: rows ``prompt, iou`` (0..1), ``size`` and optionally a boolean ``camouflaged``.
+        instances: rows ``prompt, iou`` (0..1), ``size``, optionally ``biou`` (0..1) and a
+            boolean ``camouflaged``.
         prompts: the prompt types to report (every key appears; an empty group is NaN).
     """
     attribute, yes, no = SPLIT_ATTRIBUTE
     split = attribute in instances.columns and instances[attribute].notna().any()
     metrics: Dict[str, float] = {}
-    for prompt in prompts:
-        rows = instances[instances["prompt"] == prompt]
-        metrics[f"{prompt}_miou"] = _mean_iou(rows)
-        for size in SIZES:
-            metrics[f"{prompt}_miou_{size}"] = _mean_iou(rows[rows["size"] == size])
-        if split:
-            flags = rows[attribute]
-            metrics[f"{prompt}_miou_{yes}"] = _mean_iou(rows[flags == True])  # noqa: E712 (NaN is neither)
-            metrics[f"{prompt}_miou_{no}"] = _mean_iou(rows[flags == False])  # noqa: E712
+    scores = [("iou", "miou")] + ([("biou", "biou")] if "biou" in instances.columns else [])
+    for column, name in scores:
+        for prompt in prompts:
+            rows = instances[instances["prompt"] == prompt]
+            metrics[f"{prompt}_{name}"] = _mean_score(rows, column)
+            for size in SIZES:
+                metrics[f"{prompt}_{name}_{size}"] = _mean_score(rows[rows["size"] == size], column)
+            if split:
+                flags = rows[attribute]
+                # NaN is neither True nor False
+                metrics[f"{prompt}_{name}_{yes}"] = _mean_score(rows[flags == True], column)  # noqa: E712
+                metrics[f"{prompt}_{name}_{no}"] = _mean_score(rows[flags == False], column)  # noqa: E712
     counted = instances[instances["prompt"] == prompts[0]] if len(prompts) else instances.iloc[:0]
     metrics["n_instances"] = float(len(counted))
     for size in SIZES:
@@ -183,8 +196,8 @@ def aggregate_metrics(instances: pd.DataFrame, prompts: Sequence[str]) -> Dict[s
     return metrics
 
 
-def _mean_iou(rows: pd.DataFrame) -> float:
-    return float(rows["iou"].mean() * 100.0) if len(rows) else math.nan
+def _mean_score(rows: pd.DataFrame, column: str) -> float:
+    return float(rows[column].mean() * 100.0) if len(rows) else math.nan
 
 
 # ---------------------------------------------------------------- detections and mask AP
@@ -455,6 +468,8 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
     elif not model.has_depth:
         depth_source = None
     predictions = _new_predictions(dataset, depth_source, config.eval.prompts) if config.eval.save_predictions else None
+    # the attributes' depth where the dataset has none: the model's, unless dropped (a constant)
+    real_depth = None if depth_source is None or config.eval.drop_depth else config.depth.source
     was_training = model.training
     model.to(world.device(device)).eval()
     predictor = Predictor(model, None if depth_source is None else DepthPreprocessing.from_source(depth_source))
@@ -475,7 +490,10 @@ def evaluate(model: EfficientViTSam, config: RunConfig, dataset: Any = None, pro
                 results += _detection_results(predictor, boxes, sample.image_id, config.eval.prompt_batch)
             if instances:
                 outcomes = _predict_image(predictor, instances, want_box, click_counts, config.eval.prompt_batch)
-                rows += _image_rows(sample.image_id, instances, outcomes, thresholds)
+                scores = score_image(sample.image, [inst.mask for inst in instances],
+                                     {prompt: outcome.masks for prompt, outcome in outcomes.items()},
+                                     attribute_depth(sample.depth, depth, real_depth))
+                rows += _image_rows(sample.image_id, instances, outcomes, scores, thresholds)
                 if predictions is not None:
                     _keep_predictions(predictions, dataset.image_path(index), sample, instances, outcomes, depth)
     finally:
@@ -521,11 +539,13 @@ def _predict_image(predictor: Predictor, instances: List[Instance], want_box: bo
 
 
 def _image_rows(image_id: int, instances: List[Instance], outcomes: Dict[str, Prompted],
-                thresholds: Tuple[float, float]) -> List[Dict[str, Any]]:
-    """The per-instance rows of one image: one per (prompt kind, instance)."""
-    return [{"image_id": image_id, "ann_id": inst.ann_id, "prompt": prompt, "iou": float(iou),
-             "area": float(inst.area), "size": size_bucket(inst.area, thresholds), **_attributes(inst)}
-            for prompt, outcome in outcomes.items() for inst, iou in zip(instances, outcome.ious)]
+                scores: Dict[str, List[Dict[str, float]]], thresholds: Tuple[float, float]) -> List[Dict[str, Any]]:
+    """The per-instance rows of one image: one per (prompt kind, instance); ``scores`` of :func:`score_image`."""
+    return [{"image_id": image_id, "ann_id": inst.ann_id, "prompt": prompt, "iou": float(iou), "biou": score["biou"],
+             "area": float(inst.area), "size": size_bucket(inst.area, thresholds),
+             **{k: v for k, v in score.items() if k != "biou"}, **_attributes(inst)}
+            for prompt, outcome in outcomes.items()
+            for inst, iou, score in zip(instances, outcome.ious, scores[prompt])]
 
 
 def _new_predictions(dataset: Any, depth_source: Any, prompts: Sequence[str]) -> Predictions:
@@ -553,7 +573,7 @@ def _keep_predictions(predictions: Predictions, image_path: Path, sample: Sample
 
 
 def _table(rows: List[Dict[str, Any]]) -> pd.DataFrame:
-    columns = ["image_id", "ann_id", "prompt", "iou", "area", "size"]
+    columns = ["image_id", "ann_id", "prompt", "iou", "biou", "area", "size"]
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=columns)
@@ -572,11 +592,14 @@ def write_result(folder: Path, result: EvalResult) -> None:
 
 
 def format_metrics(metrics: Dict[str, float], prompts: Sequence[str]) -> str:
-    """A compact text table: one row per prompt (mIoU all / by size / by split), then counts and mask AP."""
+    """A compact text table: one row per prompt and score (mIoU, then Boundary IoU: all / by size / by
+    split), then counts and mask AP."""
     _, yes, no = SPLIT_ATTRIBUTE
     groups = ["", *(f"_{s}" for s in SIZES)] + ([f"_{yes}", f"_{no}"] if f"n_{yes}" in metrics else [])
     header = ["prompt"] + [g.lstrip("_") or "all" for g in groups]
-    lines = [header] + [[p] + [_number(metrics.get(f"{p}_miou{g}")) for g in groups] for p in prompts]
+    scores = [("miou", "")] + ([("biou", " BIoU")] if any(k.endswith("_biou") for k in metrics) else [])
+    lines = [header] + [[p + label] + [_number(metrics.get(f"{p}_{score}{g}")) for g in groups]
+                        for score, label in scores for p in prompts]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines]
     text.append("  ".join(f"{k}={int(v)}" for k, v in metrics.items() if k.startswith("n_")))

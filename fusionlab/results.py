@@ -19,7 +19,8 @@ from PIL import Image
 from fusionlab.atomic import atomic_write, atomic_write_text
 
 GROUPS = ("baseline", "reference", "fusion", "encoder", "control")
-METRIC_COLUMNS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large", "click1_miou", "click3_miou")
+METRIC_COLUMNS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large", "click1_miou", "click3_miou",
+                  "box_biou", "click1_biou", "click3_biou")
 COST_COLUMNS = ("params_m", "gmacs", "latency_ratio", "throughput_ips", "throughput_batch", "throughput_device",
                 "wall_s")
 ID_COLUMNS = ("trial_id", "variant", "seed", "state")
@@ -131,6 +132,13 @@ def write_trials(path: Path, rows: Iterable[Dict[str, Any]]) -> Path:
     extra = sorted({k for row in rows for k in row} - known)
     columns: List[str] = [*ID_COLUMNS, *METRIC_COLUMNS, *extra, *COST_COLUMNS, RESUMED_COLUMN, "error"]
     return atomic_write_text(path, pd.DataFrame(rows, columns=columns).to_csv(index=False))
+
+
+def saved_metrics(folder: Path) -> Dict[str, float]:
+    """The numeric entries of ``folder/metrics.json``; {} without one. ``fusionlab rescore`` adds
+    metrics there that the sweep's storage lacks, and ``trials.csv`` keeps them from here."""
+    path = Path(folder) / METRICS_FILE
+    return numeric_metrics(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
 
 
 def numeric_metrics(metrics: Dict[str, Any], names: Sequence[str] = ()) -> Dict[str, float]:

@@ -1,5 +1,5 @@
 """``benchmarks/throughput.py --tiny`` (cut down further) prints its four tables with their columns;
-``benchmarks/resume_cost.py`` its table."""
+``benchmarks/resume_cost.py`` and ``benchmarks/scoring_cost.py`` theirs."""
 import importlib.util
 from pathlib import Path
 
@@ -103,3 +103,16 @@ def test_gpu_check_trains_on_two_processes_where_two_gpus_are_visible(tmp_path, 
         assert ("torchrun_2gpu not run: 1 GPU visible; the two-process path (NCCL, DDP, SyncBatchNorm) "
                 "needs 2") in summary
         assert [line.split("--nproc_per_node ")[1].split()[0] for line in torchruns] == ["1"]
+
+
+def test_scoring_cost_prints_the_demo_s_evaluation_with_and_without_boundary_iou(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FUSIONLAB_CACHE", str(tmp_path / "cache"))
+    scoring_cost = load_benchmark("scoring_cost")
+
+    scoring_cost.main(["--images", "1", "--rounds", "1"])
+
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("|")]
+    assert rows[0] == list(scoring_cost.COLUMNS) and len(rows) == 5
+    without, with_them, alone = rows[2:]
+    assert without[1::2] == ["1", "1.000", "1.000"] and float(with_them[2]) > 0 and 0 < float(alone[3]) < 1

@@ -6,8 +6,8 @@ repository's ``ablations/``, the files the pages' YAML blocks name on their firs
 (``# configs/my_rgbd_eval.yaml``), a tiny COCO-format RGB-D set at ``data/my_rgbd/`` (the layout of
 docs/your-own-data.md), and empty stand-ins for the paper's checkpoints. Runs are cut down: ``train``
 and ``eval`` take the tiny ``--set`` overrides of ``TINY`` for their config, a sweep shown in full runs
-with ``--dry-run`` (``SWEPT_ELSEWHERE`` says what runs it in full), and ``report`` reads a fake results
-folder written as a sweep writes one (tests/report/conftest.py). A command in neither place fails
+with ``--dry-run`` (``SWEPT_ELSEWHERE`` says what runs it in full), and ``report`` (and ``rescore``) reads a fake
+results folder written as a sweep writes one (tests/report/conftest.py). A command in neither place fails
 ``test_every_command_shown_is_run_here_or_accounted_for``.
 """
 from __future__ import annotations
@@ -48,6 +48,8 @@ NOT_RUN: Dict[str, str] = {
     "results/runs/pretrain_ddp": "4 GPUs; tests/test_distributed.py runs torchrun on 2 CPU processes",
     "python benchmarks/latency.py --axis encoders --runs 9": "a benchmark (minutes); its numbers are in docs/models.md",
     "python benchmarks/throughput.py --tiny": "tests/test_benchmarks.py runs it, cut down further",
+    "python benchmarks/scoring_cost.py":
+        "a benchmark (minutes); tests/test_benchmarks.py runs it on one image; its numbers: docs/benchmarks.md",
     "python benchmarks/resume_cost.py --threads 1":
         "a benchmark (a minute); tests/test_benchmarks.py runs it on the demo; its numbers: docs/resuming.md",
     "python benchmarks/sweep_scaling.py": "a benchmark (9 minutes on 2 CPU cores); its numbers are in docs/benchmarks.md",
@@ -231,7 +233,7 @@ def test_the_commands_of_a_page_run_in_its_order(page, tmp_path, monkeypatch, ca
         how, argv = plan(command)
         if how == "skip":
             continue
-        if argv[0] == "report" and not (tmp_path / argv[1] / "trials.csv").exists():
+        if argv[0] in ("report", "rescore") and not (tmp_path / argv[1] / "trials.csv").exists():
             _fake_results(tmp_path / argv[1])
         code, out, err = _run(argv, capsys)
         assert code == 0, f"{page}: {command}\n{err[-3000:]}"

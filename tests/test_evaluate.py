@@ -223,8 +223,13 @@ def test_random_model_gives_every_metric_and_one_row_per_instance_and_prompt(coc
     assert (result.metrics["n_small"], result.metrics["n_medium"]) == (3, 2)
     table = result.instances
     assert len(table) == 5 * 3
-    assert list(table.columns[:6]) == ["image_id", "ann_id", "prompt", "iou", "area", "size"]
-    assert "camouflaged" in table.columns and table["iou"].between(0, 1).all()
+    assert list(table.columns[:10]) == ["image_id", "ann_id", "prompt", "iou", "biou", "area", "size",
+                                        "rgb_edge", "depth_edge", "depth_contrast"]
+    assert "camouflaged" in table.columns and table["iou"].between(0, 1).all() and table["biou"].between(0, 1).all()
+    assert table[["rgb_edge", "depth_edge", "depth_contrast"]].notna().all().all()  # the dataset's own depth
+    for prompt in ("box", "click1", "click3"):
+        biou = table.loc[table["prompt"] == prompt, "biou"]
+        assert result.metrics[f"{prompt}_biou"] == pytest.approx(100 * biou.mean())
     assert not table.duplicated(["image_id", "ann_id", "prompt"]).any()
 
 
@@ -233,7 +238,8 @@ def test_oracle_scores_100_on_every_prompt_and_mask_ap(coco_set, dataset, tmp_pa
     config = run_config(coco_set, prompts=["box", "click1", "click2"],
                         detections=write_detections(tmp_path / "dets.json", coco_set))
     result = evaluate(demo_model(), config, dataset, progress=False)
-    for key in ("box_miou", "box_miou_small", "click1_miou_medium", "click2_miou_camouflaged", "box_miou_plain"):
+    for key in ("box_miou", "box_miou_small", "click1_miou_medium", "click2_miou_camouflaged", "box_miou_plain",
+                "box_biou", "click2_biou_small"):
         assert result.metrics[key] == pytest.approx(100.0)
     assert result.metrics["mask_ap"] == pytest.approx(100.0)
     assert result.metrics["mask_ap50"] == pytest.approx(100.0)
@@ -432,3 +438,34 @@ def test_save_predictions_false_keeps_and_writes_none(coco_set, dataset, tmp_pat
     assert result.predictions is None
     evaluation.write_result(tmp_path, result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["instances.csv", "metrics.json"]
+
+
+# ---------------------------------------------------------------- fusionlab rescore
+def test_rescore_gives_an_older_folder_the_boundary_iou_and_attributes_evaluation_gives(coco_set, tmp_path, capsys):
+    checkpoint = save_checkpoint(demo_model(), tmp_path / "model.safetensors")
+    out = tmp_path / "out"
+    assert main(["eval", str(write_run_yaml(tmp_path, coco_set)), "--checkpoint", str(checkpoint), "--out",
+                 str(out)]) == 0
+    scored = pd.read_csv(out / "instances.csv")
+    metrics = json.loads((out / "metrics.json").read_text())
+    new = ["biou", "rgb_edge", "depth_edge", "depth_contrast"]
+    scored.drop(columns=new).to_csv(out / "instances.csv", index=False)  # as an evaluation before them wrote it
+    (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if "_biou" not in k}))
+    assert main(["rescore", str(out)]) == 0
+    assert "rescored 10 rows" in capsys.readouterr().out
+    rescored = pd.read_csv(out / "instances.csv")
+    pd.testing.assert_frame_equal(rescored[scored.columns], scored)
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(metrics, nan_ok=True)
+
+
+def test_rescore_refuses_predictions_that_are_not_the_scored_masks(coco_set, tmp_path, capsys):
+    checkpoint = save_checkpoint(demo_model(), tmp_path / "model.safetensors")
+    out = tmp_path / "out"
+    assert main(["eval", str(write_run_yaml(tmp_path, coco_set)), "--checkpoint", str(checkpoint), "--out",
+                 str(out), "--set", "eval.max_images=1"]) == 0
+    table = pd.read_csv(out / "instances.csv")
+    table.drop(columns=["biou"]).assign(iou=table["iou"] + 0.01).to_csv(out / "instances.csv", index=False)
+    capsys.readouterr()
+    assert main(["rescore", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "the predictions do not match the instances" in error and error.count("\n") == 1

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from fusionlab.report import curve, plots, qualitative, tables
+from fusionlab.report import curve, plots, qualitative, tables, where
 from fusionlab.report._write import save_figure, write_text
 from fusionlab.report.loading import SweepResults, load_results, require_a_complete_trial
-from fusionlab.report.stats import bootstrap_mean_ci, paired_diffs, summarize
+from fusionlab.errors import FusionlabError
+from fusionlab.report.stats import CI_KINDS, bootstrap_mean_ci, paired_diffs, summarize
 
 __all__ = ["Report", "make_report", "load_results", "summarize", "bootstrap_mean_ci",
            "paired_diffs", "SweepResults"]
@@ -29,7 +30,8 @@ class Report:
         paths: file name (``"table.tex"``, ``"report.md"``, ``"report.csv"``, ``"miou.pdf"``,
             ``"miou.png"``, ``"frontier.pdf"``, ``"frontier.png"``, and ``"qualitative.pdf"``,
             ``"qualitative.png"`` when the trials kept their predictions, ``"curve.pdf"``,
-            ``"curve.png"`` when the sweep has a numeric axis) -> written path.
+            ``"curve.png"`` when the sweep has a numeric axis, ``"where.pdf"``, ``"where.png"`` when
+            the trials recorded Boundary IoU and the instances' attributes) -> written path.
         markdown: the text of ``report.md``.
     """
 
@@ -40,7 +42,8 @@ class Report:
 def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
                 n_boot: int = 2000, seed: int = 0, holm: bool = True, qualitative_variant: Optional[str] = None,
                 qualitative_prompt: str = "box",
-                qualitative_rows: Sequence[int] = qualitative.DEFAULT_ROWS) -> Report:
+                qualitative_rows: Sequence[int] = qualitative.DEFAULT_ROWS, ci: str = "instances",
+                where_variants: Sequence[str] = ()) -> Report:
     """Write the LaTeX table, Markdown page, tidy CSV and figures of one sweep.
 
     The table has one row per variant; below it, a note per light depth encoder gives the
@@ -65,6 +68,10 @@ def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
             variant with the largest Δ box mIoU (:func:`fusionlab.report.qualitative.default_variant`).
         qualitative_prompt: the prompt kind it shows (``box``, ``click1`` ...).
         qualitative_rows: its ``(gains, losses, random)`` row counts.
+        ci: ``"instances"`` (the default: instances resampled, seeds averaged) or
+            ``"seeds+instances"`` (two levels, retraining noise included; see
+            :mod:`fusionlab.report.stats`); the captions say which.
+        where_variants: the rows of ``where`` (default: the best fusion variant and the controls).
 
     Raises:
         FusionlabError: the folder or one of its files is missing or malformed, or no cell has
@@ -73,17 +80,27 @@ def make_report(results_dir: Path | str, out_dir: Optional[Path | str] = None,
     results = load_results(results_dir)
     require_a_complete_trial(results)
     qualitative.check_options(results, qualitative_variant, qualitative_prompt, qualitative_rows)
+    where.check_variants(results, where_variants)
+    if ci not in CI_KINDS:
+        raise FusionlabError(f"ci={ci!r}: expected one of {list(CI_KINDS)}")
     out = Path(out_dir) if out_dir is not None else results.root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(results, n_boot=n_boot, seed=seed, holm=holm)
-    markdown = tables.to_markdown(summary, results, n_boot, holm=holm)
+    summary = summarize(results, n_boot=n_boot, seed=seed, holm=holm, ci=ci)
+    markdown = tables.to_markdown(summary, results, n_boot, holm=holm, ci=ci)
+    latex = tables.to_latex(summary, results, n_boot, holm=holm, ci=ci)
+    figures = {}
+    if where.has_attributes(results):
+        table = where.where_table(results, where.variant_names(results, where_variants, summary), n_boot, seed, ci)
+        text = where.caption(table, ci, n_boot, results.sweep.variant(results.sweep.baseline).label)
+        markdown += "\n" + where.to_markdown(table, text) + "\n"
+        latex += "\n" + where.to_latex(table, text, tables.slug(results.sweep.name))
+        figures["where"] = where.where_figure(table, results)
     paths = {
-        "table.tex": write_text(out / "table.tex", tables.to_latex(summary, results, n_boot, holm=holm)),
+        "table.tex": write_text(out / "table.tex", latex),
         "report.md": write_text(out / "report.md", markdown),
         "report.csv": write_text(out / "report.csv", tables.to_csv(summary, results)),
     }
-    figures = {"miou": plots.miou_figure(results),
-               "frontier": plots.frontier_figure(summary, results)}
+    figures.update(miou=plots.miou_figure(results), frontier=plots.frontier_figure(summary, results))
     if results.sweep.axis_key:
         figures["curve"] = curve.curve_figure(summary, results)
     try:

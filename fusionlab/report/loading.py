@@ -32,7 +32,9 @@ reported on a laptop. ``results/<name>/`` contains:
     One row per trial, i.e. per (variant, seed) cell attempt:
     ``trial_id, variant, seed, state`` (``COMPLETE`` / ``FAIL`` / ``RUNNING`` / ``PRUNED`` /
     ``WAITING``), ``box_miou, box_miou_small, box_miou_medium, box_miou_large, click1_miou,
-    click3_miou`` (mIoU × 100), ``params_m, gmacs, latency_ratio`` (latency relative to the
+    click3_miou`` (mIoU × 100), ``box_biou, click1_biou, click3_biou`` (Boundary IoU × 100;
+    sweeps evaluated before it lack them until ``fusionlab rescore``), ``params_m, gmacs,
+    latency_ratio`` (latency relative to the
     RGB-only model, measured in the same process; 1 for the baseline by definition, which the
     report enforces because older sweeps recorded a noisy measurement there),
     ``throughput_ips`` (images per second through the encoder(s) and fusion blocks, measured at
@@ -45,8 +47,11 @@ reported on a laptop. ``results/<name>/`` contains:
 
 ``trials/<trial_id>/instances.csv``
     The per-instance IoUs of one trial: ``image_id, ann_id, prompt`` (``box`` / ``click1`` /
-    ``click3`` ...), ``iou`` (0..1), ``area`` (annotation area), ``size`` (small / medium /
-    large), and optional boolean attribute columns such as ``camouflaged``.
+    ``click3`` ...), ``iou`` (0..1), ``biou`` (Boundary IoU, 0..1), ``area`` (annotation area),
+    ``size`` (small / medium / large), ``rgb_edge, depth_edge, depth_contrast`` (floats, NaN where
+    there is no real depth: :mod:`fusionlab.attributes`), and optional boolean attribute columns
+    such as ``camouflaged``. Trials evaluated before Boundary IoU lack ``biou`` and the three
+    attributes until ``fusionlab rescore`` adds them from the saved predictions.
 
 ``trials/<trial_id>/predictions_<prompt>.json`` (``predictions_box.json``, ``predictions_click1.json`` ...)
     The masks the trial's evaluation scored, as COCO results: pycocotools ``COCO.loadRes``
@@ -95,8 +100,8 @@ MISSING = "MISSING"
 INSTANCE_COLUMNS = ("image_id", "ann_id", "prompt", "iou")
 # The metrics the contract names, in table order; any other numeric column follows them.
 KNOWN_METRICS = ("box_miou", "box_miou_small", "box_miou_medium", "box_miou_large",
-                 "click1_miou", "click3_miou", "params_m", "gmacs", "latency_ratio",
-                 "throughput_ips")
+                 "click1_miou", "click3_miou", "box_biou", "click1_biou", "click3_biou", "params_m", "gmacs",
+                 "latency_ratio", "throughput_ips")
 # trials.csv columns that identify a trial or say how it was measured, rather than measure it;
 # named here because numeric ones, or empty ones (read as NaN), would pass for metrics.
 NON_METRIC_COLUMNS = ("trial_id", "seed", "throughput_batch", "throughput_device", "resumed_from_step", "error")

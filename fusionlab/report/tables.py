@@ -21,7 +21,7 @@ import pandas as pd
 
 from fusionlab.report import frontier
 from fusionlab.report.loading import Sweep, SweepResults
-from fusionlab.report.stats import ALPHA
+from fusionlab.report.stats import ALPHA, DELTA_METRICS, MIN_SEEDS
 
 PROMPT_HEADERS = {"click1": "1-click", "click3": "3-click"}
 # report.csv's column for a light variant's ``same`` counterpart keeps the name earlier versions wrote: scripts read it.
@@ -72,6 +72,8 @@ class _Syntax:
 
 
 _BOX = Column("box_miou", ("Box mIoU", "all"), "Box mIoU")
+# The Δ columns' names: LaTeX's top header row, and Markdown's header.
+_DELTA_NAMES = {"box_miou": ("box", "Δ box mIoU [95% CI]"), "box_biou": ("box BIoU", "Δ box BIoU [95% CI]")}
 # The 11 columns (12 with throughput) need the full width of a two-column paper, hence
 # ``table*``; \footnotesize, a small std and CI, and 3 pt column gaps (narrower ones let
 # neighbouring numbers run together) keep it about that wide. Where it is still wider than the line (a one-column
@@ -125,6 +127,7 @@ def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Colum
             columns.append(Column(f"{prompt}_miou", (latex_escape(header), "mIoU"),
                                   f"{header} mIoU"))
     columns += [
+        Column("box_biou", ("Box", "BIoU"), "Box BIoU"),
         Column("params_m", ("Params", "(M)"), "Params (M)", digits=2, higher_is_better=False, spread=False),
         Column("gmacs", ("GMACs", ""), "GMACs", digits=2, higher_is_better=False, spread=False),
         Column("latency_ratio", ("Latency", r"($\times$RGB)"), "Latency (× RGB)", digits=2,
@@ -135,6 +138,28 @@ def table_columns(summary: pd.DataFrame, prompts: Tuple[str, ...]) -> List[Colum
     # a column no trial measured (e.g. latency with ``latency.enabled: false``) would be dashes only
     measured = set(summary.loc[summary["mean"].notna(), "metric"]) | {_BOX.metric}
     return [c for c in columns if c.metric in measured]
+
+
+def delta_metrics(summary: pd.DataFrame) -> List[str]:
+    """The metrics with a Δ column: box mIoU, and box Boundary IoU where the results have it."""
+    return [m for m in DELTA_METRICS
+            if m == _BOX.metric or summary.loc[summary["metric"] == m, "delta"].notna().any()]
+
+
+def missing_note(results: SweepResults) -> Optional[str]:
+    """What an older results folder lacks (Boundary IoU, instance attributes) and how to add it, else None."""
+    if "box_biou" in results.metric_columns():
+        return None
+    return (f"no Boundary IoU nor instance attributes in these results (evaluated before they existed): "
+            f"`fusionlab rescore {results.root}` adds them from the saved predictions, then report again")
+
+
+def seeds_note(results: SweepResults, ci: str) -> Optional[str]:
+    """A warning when the two-level CI has fewer than :data:`MIN_SEEDS` seeds to resample, else None."""
+    if ci != "seeds+instances" or len(results.sweep.seeds) >= MIN_SEEDS:
+        return None
+    return (f"only {len(results.sweep.seeds)} seed(s) to resample: the seeds+instances CI says little about "
+            f"retraining; use at least {MIN_SEEDS} seeds")
 
 
 def partial_note(results: SweepResults) -> Optional[str]:
@@ -169,22 +194,26 @@ def holm_note(summary: pd.DataFrame, n_boot: int) -> Optional[str]:
             f"adjustment over {m} variants marks none: use {needed} resamples or more")
 
 
-def _notes(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool) -> List[str]:
-    """The notes that apply: a partial sweep, no baseline, too few resamples to mark with Holm."""
+def _notes(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool, ci: str = "instances"
+           ) -> List[str]:
+    """The notes that apply: a partial sweep, no baseline, too few resamples to mark with Holm, too few
+    seeds for the two-level CI."""
     notes = [partial_note(results), baseline_note(results),
-             holm_note(summary, n_boot) if holm else None]
+             holm_note(summary, n_boot) if holm else None, seeds_note(results, ci)]
     return [note for note in notes if note]
 
 
-def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool = True) -> str:
+def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool = True,
+             ci: str = "instances") -> str:
     """A ``table*`` float with a booktabs ``tabular``; needs booktabs and graphicx.
 
     ``holm``: the summary's mark is Holm-adjusted (:func:`fusionlab.report.stats.summarize`);
-    the caption says so.
+    ``ci``: the kind of its intervals; the caption says both.
     """
     columns = table_columns(summary, results.sweep.prompts)
     labels, cells, best = _cells(summary, results, columns, _LATEX)
-    headers = [("Variant", "")] + [c.latex for c in columns] + [(r"$\Delta$ box", r"[95\% CI]")]
+    headers = ([("Variant", "")] + [c.latex for c in columns]
+               + [(rf"$\Delta$ {_DELTA_NAMES[m][0]}", r"[95\% CI]") for m in delta_metrics(summary)])
     frame = pd.DataFrame([[latex_escape(label)] + row for label, row in zip(labels, cells)],
                          columns=pd.MultiIndex.from_tuples(headers))
     props = pd.DataFrame("", index=frame.index, columns=frame.columns)
@@ -194,8 +223,8 @@ def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
               .set_table_styles([{"selector": "footnotesize", "props": ":;"},
                                  {"selector": "setlength", "props": r":{\tabcolsep}{3pt};"}]))
     latex = styler.to_latex(
-        caption=_caption(summary, results, n_boot, holm, latex=True),
-        label=f"tab:{_slug(results.sweep.name)}", hrules=True, environment="table*",
+        caption=_caption(summary, results, n_boot, holm, latex=True, ci=ci),
+        label=f"tab:{slug(results.sweep.name)}", hrules=True, environment="table*",
         position="t", position_float="centering", multicol_align="c",
         # No gap outside the first and last column (booktabs' advice), so rules end at the text.
         column_format="@{}l" + "c" * (len(headers) - 1) + "@{}",
@@ -212,10 +241,11 @@ def to_latex(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
 
 
 def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int,
-                holm: bool = True) -> str:
+                holm: bool = True, ci: str = "instances") -> str:
     """The whole report page: caption, notes, table, attribute breakdown, incomplete cells.
 
-    ``holm``: as for :func:`to_latex`.
+    ``holm``, ``ci``: as for :func:`to_latex`. An older results folder gets one more line: what it
+    lacks and how to add it (:func:`missing_note`).
     """
     columns = table_columns(summary, results.sweep.prompts)
     labels, cells, best = _cells(summary, results, columns, _MARKDOWN)
@@ -223,15 +253,17 @@ def to_markdown(summary: pd.DataFrame, results: SweepResults, n_boot: int,
     starts = set(_group_starts(results)) | set(blocks) | {0}
     groups = [g if i in starts else "" for i, g in enumerate(_row_groups(results))]
     header = (["Group", "Variant"] + [c.markdown for c in columns]
-              + ["Δ box mIoU [95% CI]"])
-    rows = [[group, label] + [f"**{v}**" if b else v for v, b in zip(row[:-1], flags)]
-            + row[-1:] for group, label, row, flags in zip(groups, labels, cells, best)]
+              + [_DELTA_NAMES[m][1] for m in delta_metrics(summary)])
+    rows = [[group, label] + [f"**{v}**" if b else v for v, b in zip(row[:len(columns)], flags)]
+            + row[len(columns):] for group, label, row, flags in zip(groups, labels, cells, best)]
     if results.sweep.axis_key:
         header.insert(0, _axis_name(results.sweep))
         rows = [[str(blocks.get(i, ""))] + row for i, row in enumerate(rows)]
-    parts = [f"# {results.sweep.name}", _caption(summary, results, n_boot, holm, latex=False)]
-    parts += [f"**{note}**" for note in _notes(summary, results, n_boot, holm)]
-    parts.append(_markdown_table(header, rows))
+    parts = [f"# {results.sweep.name}", _caption(summary, results, n_boot, holm, latex=False, ci=ci)]
+    parts += [f"**{note}**" for note in _notes(summary, results, n_boot, holm, ci)]
+    missing = missing_note(results)
+    parts += [missing] if missing else []
+    parts.append(markdown_table(header, rows))
     notes = _gain_kept_notes(summary, results, _MARKDOWN)
     if notes:
         parts.append(notes[0] + "\n\n" + "\n".join(f"- {note}" for note in notes[1:]))
@@ -286,9 +318,9 @@ def _cells(summary: pd.DataFrame, results: SweepResults, columns: List[Column],
         # in a block of one axis value, the block's header row gives the value
         label = variant.design_label if results.sweep.axis_key else variant.label
         labels.append(label if n_done >= planned else f"{label} (n={n_done})")
-    box = summary[summary["metric"] == "box_miou"].set_index("variant")
+    deltas = [summary[summary["metric"] == m].set_index("variant") for m in delta_metrics(summary)]
     cells = [[_mean_std(wide["mean"].loc[name, c.metric], wide["std"].loc[name, c.metric],
-                        c, syntax) for c in columns] + [_delta_cell(box.loc[name], syntax)]
+                        c, syntax) for c in columns] + [_delta_cell(d.loc[name], syntax) for d in deltas]
              for name in order]
     blocks = np.array([results.sweep.axis_position(results.sweep.variant(name)) for name in order])
     best = np.zeros((len(order), len(columns)), dtype=bool)
@@ -440,7 +472,7 @@ def _reference_note(sweep: Sweep, delta: str) -> str:
 
 
 def _caption(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bool,
-             latex: bool) -> str:
+             latex: bool, ci: str = "instances") -> str:
     """What the numbers are: seeds, spread, data, depth, throughput, Δ and the rule of its mark;
     LaTeX adds the notes."""
     sweep = results.sweep
@@ -467,15 +499,33 @@ def _caption(summary: pd.DataFrame, results: SweepResults, n_boot: int, holm: bo
         f"({seeds}); (n=k) marks a variant with only k completed seeds.{_reference_note(sweep, delta)} "
         f"Trained on {dataset}; evaluated on {eval_dataset}; depth: {depth}. mIoU {times} 100 "
         f"(S/M/L: small/medium/large objects){latency}.{_throughput_note(results, esc)} "
-        f"{delta}: box mIoU minus {baseline} on the same instances and matched seeds, with a "
-        f"95{pct} paired bootstrap CI over instances ({n_boot} resamples); "
+        f"{_boundary_note(summary, times, pct)}"
+        f"{delta}: box {'mIoU (and box BIoU)' if 'box_biou' in delta_metrics(summary) else 'mIoU'} minus "
+        f"{baseline} on the same instances and matched seeds, with a "
+        f"95{pct} {_ci_words(ci)} ({n_boot} resamples); "
         f"{mark}: {rule}. Params and GMACs do not vary with the seed. "
         f"Bold: best per column{latency_bold}.{axis}"
     )
     if not latex:
         return text
-    notes = _notes(summary, results, n_boot, holm)
+    notes = _notes(summary, results, n_boot, holm, ci)
     return " ".join([text] + [latex_escape(n[0].upper() + n[1:]) + "." for n in notes])
+
+
+def _boundary_note(summary: pd.DataFrame, times: str, pct: str) -> str:
+    """The caption's sentence on Boundary IoU where the table shows it, else ""."""
+    if "box_biou" not in delta_metrics(summary):
+        return ""
+    return (f"BIoU: Boundary IoU {times} 100 of box prompts (Cheng et al., 2021: the IoU of the masks' inner "
+            f"bands, 2{pct} of the image diagonal wide). ")
+
+
+def _ci_words(ci: str) -> str:
+    """How the Δ interval was resampled, in the caption's words."""
+    if ci == "seeds+instances":
+        return ("two-level paired bootstrap CI, over seeds then instances (Bouthillier et al., 2021: it includes "
+                "retraining noise)")
+    return "paired bootstrap CI over instances"
 
 
 def _throughput_note(results: SweepResults, escape: Callable[[str], str]) -> str:
@@ -515,7 +565,7 @@ def _attribute_section(summary: pd.DataFrame, results: SweepResults, attribute: 
                     + [_mean_std(s["mean"], s["std"], _BOX, _MARKDOWN) for s in subsets]
                     + [_delta_cell(s, _MARKDOWN) for s in subsets])
     title = f"## Box mIoU by attribute: {attribute}"
-    return f"{title}\n\n{_markdown_table(header, rows)}"
+    return f"{title}\n\n{markdown_table(header, rows)}"
 
 
 def _incomplete_section(results: SweepResults) -> Optional[str]:
@@ -525,10 +575,10 @@ def _incomplete_section(results: SweepResults) -> Optional[str]:
     rows = [[results.sweep.variant(c.variant).label, str(int(c.seed)), c.state,
              "" if pd.isna(c.error) else str(c.error)] for c in cells.itertuples()]
     return ("## Incomplete cells\n\n"
-            + _markdown_table(["Variant", "Seed", "State", "Error"], rows))
+            + markdown_table(["Variant", "Seed", "State", "Error"], rows))
 
 
-def _markdown_table(header: List[str], rows: List[List[str]]) -> str:
+def markdown_table(header: List[str], rows: List[List[str]]) -> str:
     def line(cells: List[str]) -> str:
         return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|"]
@@ -539,5 +589,5 @@ def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", r"\|")
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name)

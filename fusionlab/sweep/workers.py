@@ -28,7 +28,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from fusionlab.errors import FusionlabError, one_line
-from fusionlab.results import COST_COLUMNS, RESUMED_COLUMN, TRIALS_FILE, write_trials
+from fusionlab.results import COST_COLUMNS, RESUMED_COLUMN, TRIALS_FILE, saved_metrics, write_trials
 from fusionlab.sweep import trial_attrs
 from fusionlab.sweep.cell import run_cell
 from fusionlab.sweep.config import Cell, SweepConfig, load_sweep
@@ -182,15 +182,18 @@ def summary_line(cell: Cell, record: Dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------ records
 def write_trials_csv(store: Store, sweep: SweepConfig) -> Path:
-    """Regenerate ``trials.csv`` from the study: one row per trial of the current cells."""
+    """Regenerate ``trials.csv`` from the study: one row per trial of the current cells; a COMPLETE
+    trial's metrics also from its ``metrics.json``, which ``fusionlab rescore`` may have added to."""
     rows = []
     for trial in cell_trials(store, [c.key for c in sweep.cells()]):
         attrs = trial.user_attrs
         error = attrs.get(trial_attrs.ERROR)
         if trial.state == TrialState.FAIL and not error:
             error = STALE_ERROR
+        rescored = saved_metrics(sweep.results / "trials" / str(trial.number)) if trial.state == TrialState.COMPLETE \
+            else {}
         rows.append({"trial_id": trial.number, "variant": attrs[trial_attrs.VARIANT], "seed": attrs[trial_attrs.SEED],
-                     "state": trial.state.name, **attrs.get(trial_attrs.METRICS, {}),
+                     "state": trial.state.name, **rescored, **attrs.get(trial_attrs.METRICS, {}),
                      **{c: attrs.get(c) for c in COST_COLUMNS},
                      RESUMED_COLUMN: attrs.get(trial_attrs.RESUMED_FROM_STEP), "error": error})
     path = sweep.results / TRIALS_FILE

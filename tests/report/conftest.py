@@ -102,7 +102,8 @@ Cell = Tuple[str, int]
 
 
 def _instances(rng: np.random.Generator, difficulty: np.ndarray, shift: float,
-               camouflaged: np.ndarray, with_attribute: bool, noise: float) -> pd.DataFrame:
+               camouflaged: np.ndarray, with_attribute: bool, noise: float,
+               edges: Optional[np.ndarray] = None) -> pd.DataFrame:
     areas = rng.choice([500.0, 5000.0, 50000.0], size=N_INSTANCES)
     frames = []
     for prompt, penalty in PROMPT_PENALTY.items():
@@ -114,6 +115,9 @@ def _instances(rng: np.random.Generator, difficulty: np.ndarray, shift: float,
                                                 ["small", "medium"], "large")})
         if with_attribute:
             frame["camouflaged"] = camouflaged
+        if edges is not None:  # Boundary IoU: 0.7 of the IoU, and so of its shift; RGB and depth edge strength
+            frame.insert(4, "biou", np.clip(0.7 * iou + rng.normal(0.0, noise, N_INSTANCES), 0.0, 1.0))
+            frame["rgb_edge"], frame["depth_edge"] = edges
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
@@ -124,7 +128,7 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
                 descriptions: Dict[str, str] | None = None,
                 variants: Sequence[FakeVariant] = VARIANTS, noise: float = NOISE,
                 throughput: Optional[Tuple[int, str]] = None,
-                axis: Optional[Dict[str, Any]] = None) -> Path:
+                axis: Optional[Dict[str, Any]] = None, with_boundary: bool = False) -> Path:
     """Write ``sweep.json``, ``trials.csv`` and ``instances.csv`` files under ``root``.
 
     Args:
@@ -142,11 +146,15 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
             latency ratio; None: leave them out, as sweeps before them did.
         axis: ``sweep.json``'s ``axis`` (the variants then carry their ``axis_value`` etc. in
             ``keys``); None: leave the key out, as sweeps before axes did.
+        with_boundary: add ``biou`` (0.7 × IoU, so 0.7 × each shift, plus noise), ``rgb_edge`` and
+            ``depth_edge`` to the instances and ``{prompt}_biou`` to ``trials.csv``; False: as
+            results before Boundary IoU.
     """
     incomplete = incomplete or {}
     rng = np.random.default_rng(1234)
     difficulty = rng.uniform(0.35, 0.8, N_INSTANCES)
     camouflaged = rng.random(N_INSTANCES) < 0.3
+    edges = rng.gamma(2.0, 1.0, (2, N_INSTANCES)) if with_boundary else None
     root.mkdir(parents=True, exist_ok=True)
     sweep = {
         "name": "demo_sweep", "seeds": list(SEEDS), "baseline": variants[0].name,
@@ -185,7 +193,7 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
                 row["state"], row["error"] = incomplete[cell]
             else:
                 instances = _instances(rng, difficulty, variant.shift, camouflaged,
-                                       with_attribute, noise)
+                                       with_attribute, noise, edges)
                 folder = root / "trials" / str(trial_id)
                 folder.mkdir(parents=True)
                 instances.to_csv(folder / "instances.csv", index=False)
@@ -194,6 +202,9 @@ def write_sweep(root: Path, *, incomplete: Dict[Cell, Tuple[str, str]] | None = 
                             for p in PROMPT_PENALTY})
                 row.update({f"box_miou_{s}": 100 * box.loc[box["size"] == s, "iou"].mean()
                             for s in ("small", "medium", "large")})
+                if with_boundary:
+                    row.update({f"{p}_biou": 100 * instances.loc[instances["prompt"] == p, "biou"].mean()
+                                for p in PROMPT_PENALTY})
             rows.append(row)
     pd.DataFrame(rows).to_csv(root / "trials.csv", index=False)
     return root
@@ -209,6 +220,12 @@ def sweep_writer() -> Callable[..., Path]:
 def full_report(tmp_path_factory: pytest.TempPathFactory) -> Report:
     """The report of the complete fake sweep, with the default 2000 bootstrap resamples."""
     return make_report(write_sweep(tmp_path_factory.mktemp("full") / "demo_sweep"))
+
+
+@pytest.fixture(scope="session")
+def boundary_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The complete fake sweep with Boundary IoU and edge attributes, as evaluation writes them now."""
+    return write_sweep(tmp_path_factory.mktemp("boundary") / "demo_sweep", with_boundary=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusionlab.report.stats import bootstrap_mean_ci, holm_adjust, paired_bootstrap, paired_diffs
+from fusionlab.report.stats import (bootstrap_mean_ci, holm_adjust, paired_bootstrap, paired_diffs,
+                                    two_level_bootstrap)
 
 
 def test_constant_shift_gives_that_shift_with_zero_width():
@@ -95,3 +96,26 @@ def test_p_below_005_exactly_where_the_95_ci_excludes_0_up_to_one_resample():
                                               n_boot=n_boot, seed=i)
         if abs(p - 0.05) > 2.0 / (n_boot + 1):
             assert (p < 0.05) == (low > 0 or high < 0), (mean, low, high, p)
+
+
+def _sweeps_with_seed_variance(rng, count, n_seeds=10, n_instances=100, delta=1.0):
+    """``count`` simulated (seeds, instances) Δ tables: a true Δ, a retraining effect per seed (std 1.5),
+    an instance effect shared by the seeds (std 3) and noise (std 1)."""
+    return (delta + rng.normal(0, 1.5, (count, n_seeds, 1)) + rng.normal(0, 3.0, (count, 1, n_instances))
+            + rng.normal(0, 1.0, (count, n_seeds, n_instances)))
+
+
+def test_two_level_ci_covers_the_true_delta_when_seeds_vary_and_the_instance_ci_does_not():
+    sweeps = _sweeps_with_seed_variance(np.random.default_rng(0), 200)
+    two_level = [two_level_bootstrap(d, n_boot=500, seed=i) for i, d in enumerate(sweeps)]
+    instances = [paired_bootstrap(d.mean(axis=0), n_boot=500, seed=i) for i, d in enumerate(sweeps)]
+    coverage = [np.mean([b.ci_low <= 1.0 <= b.ci_high for b in boots]) for boots in (two_level, instances)]
+    assert coverage[0] >= 0.90 > coverage[1]
+    assert all(t.ci_high - t.ci_low >= i.ci_high - i.ci_low for t, i in zip(two_level, instances))
+
+
+def test_two_level_with_one_seed_is_the_instance_bootstrap_s_estimate():
+    diffs = np.random.default_rng(1).normal(0.5, 1.0, (1, 300))
+    two_level, instances = two_level_bootstrap(diffs, seed=3), paired_bootstrap(diffs[0], seed=3)
+    assert two_level.mean == pytest.approx(instances.mean)
+    assert two_level.ci_high - two_level.ci_low == pytest.approx(instances.ci_high - instances.ci_low, rel=0.15)

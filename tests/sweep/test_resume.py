@@ -3,6 +3,7 @@ continued from its resume point; Ctrl-C hands the cells back, and the next launc
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import sqlite3
@@ -39,6 +40,12 @@ def test_rerun_of_a_complete_sweep_runs_nothing_and_keeps_trials_csv(sweep, make
     assert sweep(config) == 0
     assert trials_csv.read_text() == before
     assert len(load_results(workdir / "results" / "tiny").complete()) == 4  # the report reads what we wrote
+    assert trials["box_biou"].between(0, 100).all()
+    # a metric fusionlab rescore added to a trial's metrics.json stays in trials.csv when the sweep rewrites it
+    metrics = json.loads((trial_dir / "metrics.json").read_text())
+    (trial_dir / "metrics.json").write_text(json.dumps({**metrics, "rescored_metric": 1.5}))
+    assert sweep(config) == 0
+    assert pd.read_csv(trials_csv).set_index("trial_id").loc[int(trial_dir.name), "rescored_metric"] == 1.5
 
 
 def _trial_states(db: Path) -> list:
