@@ -16,7 +16,8 @@ from fusionlab.models import EfficientViTSam, read_config
 from fusionlab.models.checkpoint import read_state_dict
 from fusionlab.cli import main
 from fusionlab.data.training import Targets
-from fusionlab.train import TrainingDiverged, build_run_model, correction_click, param_groups, part_modules, train
+from fusionlab.rounds import correction_click
+from fusionlab.train import TrainingDiverged, build_run_model, param_groups, part_modules, train
 
 
 pytestmark = pytest.mark.usefixtures("small_world")
@@ -149,7 +150,7 @@ def test_iou_head_learns_the_iou_its_masks_reach():
     import torch
 
     from fusionlab.config import TrainSection
-    from fusionlab.train import batch_loss
+    from fusionlab.rounds import batch_loss
 
     logits = torch.full((2, 3, 8, 8), -10.0)
     logits[:, 0, :4, :4] = 10.0  # output 0 predicts the top-left quarter exactly
