@@ -5,7 +5,7 @@ files only) does not pay for importing torch.
 """
 from fusionlab._lazy import lazy_exports
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 _EXPORTS = {
     "FusionlabError": "fusionlab.errors",
