@@ -17,8 +17,10 @@ returns.
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -323,20 +325,53 @@ def run_processes(target: Callable[..., None], args: tuple, workers: int, progre
 
     threads = thread_share(workers)
     started = [worker_processes.start(target, (*args, i, threads), name=f"worker-{i}") for i in range(workers)]
+    interrupts = Interrupts()
     try:
-        running = list(started)
-        while running:
-            wait([p.sentinel for p in running], timeout=1.0)
-            running = [p for p in running if p.is_alive()]
-            progress()
-    except KeyboardInterrupt:  # the workers had the Ctrl-C too: each hands its cell back at its next step
-        print("Ctrl-C: each worker writes its cell's resume point after its current training step and hands the cell "
-              "back (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-        raise
+        with interrupts:
+            running = list(started)
+            while running:
+                wait([p.sentinel for p in running], timeout=1.0)
+                running = [p for p in running if p.is_alive()]
+                if interrupts.count and not interrupts.said:
+                    interrupts.said = True
+                    print("Ctrl-C: each worker writes its cell's resume point after its current training step and "
+                          "hands the cell back (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+                progress()
     finally:
         for process in started:
             process.join()
+    if interrupts.count:  # the workers had the Ctrl-C too, and handed their cells back
+        raise KeyboardInterrupt
     return [p.name for p in started if p.exitcode not in (0, None)]
+
+
+class Interrupts:
+    """The Ctrl-Cs that reach the launching process while its workers run, counted by a handler.
+
+    A KeyboardInterrupt raised wherever the signal happens to land can be lost there (in a
+    library's clean-up code, say), and the launch would then end as if no Ctrl-C had come; a
+    count cannot be. The second Ctrl-C raises at once. Only the main thread receives signals:
+    elsewhere the handlers stay as they are.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.said = False
+        self.previous: Any = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def log_to_file(sweep: SweepConfig) -> None:

@@ -185,3 +185,17 @@ def test_a_lone_worker_runs_the_plan_in_order_and_one_of_several_starts_from_its
     else:  # worker k's first claim is the k-th from the end (others take the ones before), then from the end
         first = plan[::-1][worker]
         assert ran == [first] + [key for key in plan[::-1] if key != first]
+
+
+def test_the_launcher_counts_a_first_ctrl_c_and_stops_at_the_second():
+    import signal
+
+    from fusionlab.sweep.workers import Interrupts
+
+    before = signal.getsignal(signal.SIGINT)
+    with Interrupts() as interrupts:
+        signal.raise_signal(signal.SIGINT)  # counted, wherever it lands: nothing raised that code could swallow
+        assert interrupts.count == 1
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
