@@ -16,27 +16,6 @@ from torch import nn
 from fusionlab.data.transforms import PIXEL_MEAN, PIXEL_STD
 
 
-class PointPromptEncoder(PromptEncoder):
-    """SAM's prompt encoder, its point embeddings chosen by ``torch.where`` instead of the official
-    boolean-mask assignments, each of which makes a GPU wait for the host (the mask's nonzero
-    count) at every decode of a point prompt. Same modules, same keys, the same values bit for
-    bit: a label's embedding is added where the label is, the padding point's replaces the
-    positional encoding.
-    """
-
-    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
-        """``(B, N, 2)`` points in the input frame and ``(B, N)`` labels → ``(B, N (+1 with pad), C)``."""
-        points = points + 0.5  # the centre of the pixel
-        if pad:  # a "not a point" point, as SAM adds when no box follows
-            points = torch.cat([points, points.new_zeros((points.shape[0], 1, 2))], dim=1)
-            labels = torch.cat([labels, -labels.new_ones((labels.shape[0], 1))], dim=1)
-        embedding = self.pe_layer.forward_with_coords(points, self.input_image_size)
-        labels = labels[..., None]
-        embedding = torch.where(labels == -1, self.not_a_point_embed.weight, embedding)
-        embedding = torch.where(labels == 0, embedding + self.point_embeddings[0].weight, embedding)
-        return torch.where(labels == 1, embedding + self.point_embeddings[1].weight, embedding)
-
-
 class PromptableSam(nn.Module):
     """SAM's head on an image embedding ``(B, embed_dim, grid, grid)`` made by a subclass's ``encode``.
 
@@ -50,7 +29,7 @@ class PromptableSam(nn.Module):
     def add_head(self, config) -> None:
         """``prompt_encoder`` and ``mask_decoder`` from the config's ``embed_dim``, ``grid``, ``image_size``,
         ``mask_in_chans`` and ``decoder_*`` / ``iou_head_*`` / ``num_multimask_outputs`` fields."""
-        self.prompt_encoder = PointPromptEncoder(
+        self.prompt_encoder = PromptEncoder(
             embed_dim=config.embed_dim, image_embedding_size=(config.grid, config.grid),
             input_image_size=(config.image_size[0], config.image_size[0]), mask_in_chans=config.mask_in_chans)
         self.mask_decoder = MaskDecoder(
